@@ -1,0 +1,13 @@
+"""lamina's models: pure flax.linen modules whose parameters carry logical axis names.
+
+Build one by name with `models.get(name, num_classes=..., **fields)`; `models.names()`
+lists the names.
+"""
+
+from models.cnn import CNN
+from models.logistic import LogisticRegression
+from models.mlp import MLP
+from models.registry import get, names
+from models.resnet import ResNet
+
+__all__ = ['CNN', 'LogisticRegression', 'MLP', 'ResNet', 'get', 'names']

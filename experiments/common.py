@@ -1,0 +1,59 @@
+"""Helpers every experiment file uses: `key=value` args and the `tiny` shrink."""
+
+import ast
+from typing import Any
+
+import ml_collections
+
+from train_lib.config_defaults import base_config
+from train_lib.errors import ConfigError
+
+__all__ = ['base_config', 'parse_arg', 'shrink_for_tiny']
+
+
+def _coerce(key: str, text: str, default: Any) -> Any:
+  if isinstance(default, bool):
+    if text.lower() in ('true', '1', 'yes'):
+      return True
+    if text.lower() in ('false', '0', 'no'):
+      return False
+    raise ConfigError(f"config arg '{key}' must be true or false, got '{text}'")
+  if isinstance(default, (int, float)):
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or (isinstance(default, int) and not isinstance(value, int)):
+      raise ConfigError(f"config arg '{key}' must be {type(default).__name__}, got '{text}'")
+    return type(default)(value)
+  return text
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses 'a=1,b=x' (the text after ':' in --config=file.py:...) against typed defaults.
+
+  An unknown key or a value of the wrong type is a one-line ConfigError.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, text = item.partition('=')
+    key = key.strip()
+    if key not in defaults:
+      raise ConfigError(f"unknown config arg '{key}'; valid args are {sorted(defaults)}")
+    if not sep:  # a bare key switches a boolean on: ':tiny'
+      text = 'true'
+    values[key] = _coerce(key, text.strip(), defaults[key])
+  return ml_collections.ConfigDict(values)
+
+
+def shrink_for_tiny(config: ml_collections.ConfigDict, *, steps: int = 6, batch_size: int = 32) -> None:
+  """Makes any experiment run in seconds: few small steps, log/checkpoint/eval at the end."""
+  config.tiny = True
+  config.num_epochs = None
+  config.total_steps = steps * config.steps_per_call
+  config.batch_size = batch_size
+  config.eval_batch_size = 2 * batch_size
+  config.log_every = config.steps_per_call
+  config.eval_every = 0
+  config.checkpoint.every = 0
+  config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, config.total_steps // 2)

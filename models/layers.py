@@ -1,0 +1,184 @@
+"""Building blocks shared by every model family.
+
+Each helper returns a flax.linen layer whose parameters carry logical axis names, so
+the trainer can shard any model by mapping those names onto mesh axes with rules.
+Families never call `nn.Dense` / `nn.Conv` / `nn.BatchNorm` directly: they call these.
+
+Logical axis names used for parameters:
+  embed    input features of a dense layer (and a model's feature width)
+  mlp      hidden features of a dense layer
+  classes  classifier outputs
+  conv_in, conv_out  input / output channels of a convolution (and its norms)
+Activations are constrained with `batch` on their leading axis.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax.typing import Dtype, Initializer, PaddingLike
+
+Axes = tuple[str | None, ...]
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'relu': nn.relu,
+    'gelu': nn.gelu,
+    'silu': nn.silu,
+    'tanh': jnp.tanh,
+    'sigmoid': nn.sigmoid,
+    'identity': lambda x: x,
+}
+
+POOLS = ('max', 'avg')
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """Returns the activation function called `name`."""
+  check_choice('activation', name, tuple(_ACTIVATIONS))
+  return _ACTIVATIONS[name]
+
+
+def check_choice(field: str, value: object, choices: Sequence[object]) -> None:
+  """Raises a one-line ValueError when `value` is not one of `choices`.
+
+  Models call this from `__post_init__` so a bad name fails at construction,
+  before anything is traced or compiled.
+  """
+  if value not in choices:
+    raise ValueError(f'{field}={value!r} is not one of {list(choices)}')
+
+
+def ntuple(value: int | Sequence[int], n: int, field: str) -> tuple[int, ...]:
+  """Broadcasts an int to an n-tuple; checks a sequence already has length n."""
+  if isinstance(value, int):
+    return (value,) * n
+  value = tuple(value)
+  if len(value) != n:
+    raise ValueError(f'{field} has {len(value)} entries, expected 1 or {n}')
+  return value
+
+
+def dense(
+    features: int,
+    axes: tuple[str, str],
+    *,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    use_bias: bool = True,
+    kernel_init: Initializer = nn.initializers.lecun_normal(),
+    name: str | None = None,
+) -> nn.Dense:
+  """Dense layer with kernel named `axes` = (in, out) and bias named (out,)."""
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      kernel_init=nn.with_logical_partitioning(kernel_init, axes),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-1:]),
+      name=name,
+  )
+
+
+def conv(
+    features: int,
+    kernel_size: Sequence[int],
+    *,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    strides: int | Sequence[int] = 1,
+    padding: PaddingLike = 'SAME',
+    use_bias: bool = True,
+    kernel_init: Initializer = nn.initializers.lecun_normal(),
+    name: str | None = None,
+) -> nn.Conv:
+  """N-d convolution (N = len(kernel_size)); spatial kernel axes are unnamed."""
+  spatial: Axes = (None,) * len(kernel_size)
+  return nn.Conv(
+      features,
+      kernel_size=tuple(kernel_size),
+      strides=strides,
+      padding=padding,
+      use_bias=use_bias,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      kernel_init=nn.with_logical_partitioning(kernel_init, spatial + ('conv_in', 'conv_out')),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('conv_out',)),
+      name=name,
+  )
+
+
+def batch_norm(
+    train: bool,
+    *,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    axis: str = 'conv_out',
+    zero_scale: bool = False,
+    name: str | None = None,
+) -> nn.BatchNorm:
+  """BatchNorm with PyTorch's defaults (momentum 0.9, eps 1e-5).
+
+  Statistics are reduced and stored in float32 whatever `dtype` is (flax's
+  `force_float32_reductions`). `zero_scale` starts the layer at zero output, used on
+  the last norm of a residual branch so each block begins as the identity.
+  """
+  scale_init = nn.initializers.zeros_init() if zero_scale else nn.initializers.ones_init()
+  return nn.BatchNorm(
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      scale_init=nn.with_logical_partitioning(scale_init, (axis,)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axis,)),
+      name=name,
+  )
+
+
+def pool(
+    x: jax.Array,
+    kind: str,
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]] = 'VALID',
+) -> jax.Array:
+  """Max or average pooling over the spatial axes of a [B, *spatial, C] array.
+
+  Written with `lax.reduce_window` rather than `nn.max_pool` / `nn.avg_pool` because
+  jax2onnx patches `nn.avg_pool` in a way that breaks linen. Average pooling divides
+  by the full window size (padding counts as zeros, like PyTorch's default).
+  """
+  check_choice('pool', kind, POOLS)
+  dims = (1, *window, 1)
+  steps = (1, *strides, 1)
+  if not isinstance(padding, str):
+    padding = ((0, 0), *padding, (0, 0))
+  if kind == 'max':
+    return jax.lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, dims, steps, padding)
+  total = jax.lax.reduce_window(x, jnp.array(0, x.dtype), jax.lax.add, dims, steps, padding)
+  return total / math.prod(window)
+
+
+def flatten(x: jax.Array) -> jax.Array:
+  """[B, ...] -> [B, prod(...)]."""
+  return x.reshape(x.shape[0], -1)
+
+
+def constrain(x: jax.Array, feature_axis: str | None) -> jax.Array:
+  """Shards activations on batch (and the named feature axis); a no-op without a mesh."""
+  return nn.with_logical_constraint(x, ('batch',) + (None,) * (x.ndim - 2) + (feature_axis,))
+
+
+def classifier_head(
+    x: jax.Array, num_classes: int, *, dtype: Dtype, param_dtype: Dtype
+) -> jax.Array:
+  """Final [B, embed] -> [B, classes] projection; logits always come back float32.
+
+  Casting here keeps softmax / cross-entropy in float32 under bfloat16 compute.
+  """
+  logits = dense(num_classes, ('embed', 'classes'), dtype=dtype, param_dtype=param_dtype,
+                 name='head')(x)
+  return constrain(logits, 'classes').astype(jnp.float32)

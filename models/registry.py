@@ -1,0 +1,76 @@
+"""Models by name: the one table that maps a config's `model.name` to a module.
+
+An entry is a module class plus preset field values; `get(name, **kwargs)` overrides
+the preset with `kwargs`. A new family adds its class and presets to `_MODELS`.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from models.cnn import CNN
+from models.logistic import LogisticRegression
+from models.mlp import MLP
+from models.resnet import ResNet
+
+_MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
+    'logreg': (LogisticRegression, {}),
+    'mlp': (MLP, {}),
+    'cnn': (CNN, {}),
+    'resnet': (ResNet, {}),
+    # Greydanus 2020, "Scaling down deep learning" (MNIST-1D), models.py.
+    'mnist1d_mlp': (MLP, {'hidden': (100, 100), 'activation': 'relu', 'residual': True}),
+    'mnist1d_cnn': (CNN, {'features': (25, 25, 25), 'kernel_size': (5, 3, 3), 'strides': 2,
+                          'padding': 1, 'pool': None, 'hidden': ()}),
+    'resnet18': (ResNet, {'block': 'basic', 'stage_sizes': (2, 2, 2, 2)}),
+    'resnet34': (ResNet, {'block': 'basic', 'stage_sizes': (3, 4, 6, 3)}),
+    'resnet50': (ResNet, {'block': 'bottleneck', 'stage_sizes': (3, 4, 6, 3)}),
+    'resnet101': (ResNet, {'block': 'bottleneck', 'stage_sizes': (3, 4, 23, 3)}),
+    'resnet152': (ResNet, {'block': 'bottleneck', 'stage_sizes': (3, 8, 36, 3)}),
+}
+
+# Fields every flax module has that are not model hyperparameters.
+_MODULE_FIELDS = frozenset({'parent', 'name'})
+
+
+def names() -> list[str]:
+  """All registered model names, sorted."""
+  return sorted(_MODELS)
+
+
+def get(name: str, **kwargs: Any) -> nn.Module:
+  """Builds model `name`; raises a one-line ValueError on a bad name or field."""
+  cls, preset = _lookup(name)
+  valid = [f.name for f in dataclasses.fields(cls) if f.name not in _MODULE_FIELDS]
+  unknown = sorted(set(kwargs) - set(valid))
+  if unknown:
+    raise ValueError(f'model {name!r} has no field {", ".join(map(repr, unknown))}; '
+                     f'valid fields: {", ".join(valid)}')
+  values = {**preset, **{k: _normalize(k, v) for k, v in kwargs.items()}}
+  missing = [f.name for f in dataclasses.fields(cls)
+             if f.name not in _MODULE_FIELDS and f.name not in values
+             and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+  if missing:
+    raise ValueError(f'model {name!r} needs {", ".join(missing)}')
+  return cls(**values)
+
+
+def _lookup(name: str) -> tuple[type[nn.Module], Mapping[str, Any]]:
+  if name not in _MODELS:
+    raise ValueError(f'unknown model {name!r}; valid names: {", ".join(names())}')
+  return _MODELS[name]
+
+
+def _normalize(key: str, value: Any) -> Any:
+  """Config values -> module fields: dtype names become dtypes, lists become tuples.
+
+  Tuples keep modules hashable, which jit needs when a module is a static argument.
+  """
+  if key in ('dtype', 'param_dtype') and isinstance(value, str):
+    return jnp.dtype(value)
+  if isinstance(value, list):
+    return tuple(_normalize('', v) for v in value)
+  return value

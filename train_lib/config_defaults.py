@@ -1,0 +1,61 @@
+"""Every key the trainer reads, with its default. Experiments start from `base_config()`.
+
+`model` and `task` are open sections: their keys belong to the chosen model or task,
+which check them by name. Every other section is closed: an unknown key is an error.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from train_lib import mesh
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict({'name': 'classification'})
+  c.model = ml_collections.ConfigDict({'name': 'cnn'})
+  c.data = ml_collections.ConfigDict({
+      'name': 'digits',
+      'data_dir': config_dict.placeholder(str),  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+      'train_split': 'train',
+      'eval_split': 'test',
+      'pp_train': '',
+      'pp_eval': '',
+      'worker_count': 0,  # grain worker processes; 0 reads in the training process
+      'shuffle': True,
+  })
+  c.batch_size = 128  # global, over all processes and devices
+  c.eval_batch_size = 512
+  c.total_steps = 1000
+  c.num_epochs = config_dict.placeholder(float)  # when set, overrides total_steps
+  c.steps_per_call = 1  # train steps fused into one device call (lax.scan)
+  c.grad_accum_steps = 1  # micro-batches per step
+  c.compute_dtype = 'float32'
+  c.param_dtype = 'float32'
+  c.ema_decay = 0.0  # 0 disables the parameter EMA; when on, eval uses the EMA
+  c.optimizer = ml_collections.ConfigDict({
+      'name': 'adam',
+      'learning_rate': 1e-3,
+      'schedule': 'constant',
+      'warmup_steps': 0,
+      'end_factor': 0.0,  # final lr as a fraction of the peak (cosine, linear)
+      'b1': 0.9,
+      'b2': 0.999,
+      'eps': 1e-8,
+      'momentum': 0.9,
+      'nesterov': False,
+      'weight_decay': 0.0,
+      'weight_decay_mask': 'kernels',
+      'grad_clip_norm': 0.0,  # 0 disables clipping
+  })
+  c.log_every = 50
+  c.eval_every = 0  # 0: evaluate only at the end
+  c.checkpoint = ml_collections.ConfigDict({'every': 500, 'keep': 3, 'async_save': True})
+  c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1, 'expert': 1})
+  c.sharding_rules = mesh.DEFAULT_RULES
+  c.tiny = False
+  return c
+
+
+OPEN_SECTIONS = ('model', 'task')

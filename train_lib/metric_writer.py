@@ -1,0 +1,53 @@
+"""metrics.jsonl (one JSON object per logged step) and TensorBoard event files."""
+
+import json
+import os
+
+import tensorboardX
+
+
+class MetricWriter:
+  """Writes only when `enabled` (process 0). On resume, drops records past the restored step.
+
+  A run killed after its last checkpoint logged steps that the resumed run repeats;
+  dropping them keeps metrics.jsonl equal to an uninterrupted run's.
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool, resume_step: int):
+    self.enabled = enabled
+    if not enabled:
+      return
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    _truncate_after(self.path, resume_step)
+    self._file = open(self.path, 'a', encoding='utf-8')
+    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1)
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    self._file.write(json.dumps({'step': step, **metrics}) + '\n')
+    self._file.flush()
+    for name, value in metrics.items():
+      self._tb.add_scalar(name, value, step)
+
+  def close(self) -> None:
+    if self.enabled:
+      self._file.close()
+      self._tb.close()
+
+
+def _truncate_after(path: str, step: int) -> None:
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    kept = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All records of a run's metrics.jsonl, in order."""
+  with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    return [json.loads(line) for line in f if line.strip()]

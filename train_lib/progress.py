@@ -1,0 +1,32 @@
+"""Throughput, ETA and the console line."""
+
+import datetime
+import time
+
+
+class Progress:
+  """Rates over the window since the last report (the compile happened before the loop)."""
+
+  def __init__(self, total_steps: int, start_step: int, examples_per_step: int):
+    self.total_steps = total_steps
+    self.examples_per_step = examples_per_step
+    self._last_step = start_step
+    self._last_time = time.perf_counter()
+
+  def rates(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    return {'perf/steps_per_sec': steps_per_sec,
+            'perf/examples_per_sec': steps_per_sec * self.examples_per_step}
+
+  def line(self, step: int, record: dict[str, float]) -> str:
+    parts = [f'step {step}/{self.total_steps}']
+    for key in sorted(record):
+      if key.startswith(('train/loss', 'train/accuracy', 'eval/')):
+        parts.append(f'{key} {record[key]:.4f}')
+    if 'perf/steps_per_sec' in record:
+      rate = record['perf/steps_per_sec']
+      eta = datetime.timedelta(seconds=round((self.total_steps - step) / max(rate, 1e-9)))
+      parts += [f'{rate:.1f} steps/s', f'{record["perf/examples_per_sec"]:,.0f} examples/s', f'ETA {eta}']
+    return ' | '.join(parts)

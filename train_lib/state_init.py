@@ -1,0 +1,55 @@
+"""Creating the train state directly in its sharded layout.
+
+Shapes come from `jax.eval_shape`, shardings from the models' logical axis names
+mapped through the config's rules, and the state is initialised inside `jax.jit`
+with those out_shardings, so no device ever holds more than its shard.
+"""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from train_lib.tasks.base import Task
+from train_lib.train_state import TrainState
+
+
+def boxed_state_fn(task: Task, tx: optax.GradientTransformation, sample_batch: dict,
+                   use_ema: bool) -> Callable[[jax.Array], TrainState]:
+  """rng -> TrainState whose arrays are still wrapped with their logical axis names."""
+
+  def create(rng: jax.Array) -> TrainState:
+    init_rng, run_rng = jax.random.split(rng)
+    variables = dict(task.init_variables(init_rng, sample_batch))
+    params = variables.pop('params')
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        # optax maps over the boxes, so optimizer moments inherit the params' axes.
+        opt_state=tx.init(params),
+        model_state=variables,
+        ema_params=jax.tree.map(jnp.copy, params) if use_ema else None,
+        rng=run_rng,
+    )
+
+  return create
+
+
+def state_shardings(create_boxed: Callable, rng: jax.Array, mesh: Mesh, rules: Sequence):
+  """(abstract unboxed state, its NamedShardings) without allocating anything."""
+  boxed = jax.eval_shape(create_boxed, rng)
+  logical_specs = nn.get_partition_spec(boxed)
+  shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+  return nn.meta.unbox(boxed), shardings
+
+
+def init_state(create_boxed: Callable, rng: jax.Array, shardings) -> TrainState:
+  return jax.jit(lambda r: nn.meta.unbox(create_boxed(r)), out_shardings=shardings)(rng)
+
+
+def with_shardings(abstract, shardings):
+  """ShapeDtypeStructs that carry their target sharding (for restore and AOT compile)."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)

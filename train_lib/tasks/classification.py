@@ -1,0 +1,69 @@
+"""Supervised classification: any models/ classifier, softmax cross-entropy, accuracy."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+import models
+from train_lib import precision
+from train_lib.errors import ConfigError
+from train_lib.tasks import base
+
+
+class ClassificationTask(base.Task):
+  config_fields = {'input_key': 'image', 'label_key': 'label', 'label_smoothing': 0.0}
+
+  def __init__(self, config: ml_collections.ConfigDict, data_info: dict):
+    super().__init__(config, data_info)
+    self.input_key = self.arg('input_key')
+    self.label_key = self.arg('label_key')
+    self.num_classes = data_info['num_classes']
+    self.label_smoothing = self.arg('label_smoothing')
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise ConfigError(f'task.label_smoothing must be in [0, 1), got {self.label_smoothing}')
+    self.model = build_model(config.model, config, num_classes=self.num_classes)
+
+  def init_variables(self, rng: jax.Array, batch: dict) -> dict:
+    params_rng, dropout_rng = jax.random.split(rng)
+    return self.model.init({'params': params_rng, 'dropout': dropout_rng}, batch[self.input_key], train=False)
+
+  def _targets(self, labels: jax.Array) -> jax.Array:
+    # Labels arrive as integers, or already one-hot when the pp string says so.
+    onehot = labels if labels.ndim == 2 else jax.nn.one_hot(labels, self.num_classes)
+    return optax.smooth_labels(onehot, self.label_smoothing) if self.label_smoothing else onehot
+
+  def loss(self, params, model_state, batch, rng):
+    variables = {'params': params, **model_state}
+    logits, new_state = self.model.apply(
+        variables, batch[self.input_key], train=True, rngs={'dropout': rng}, mutable=list(model_state))
+    labels = batch[self.label_key]
+    loss = optax.softmax_cross_entropy(logits, self._targets(labels)).mean()
+    return loss, (new_state, {'accuracy': _accuracy(logits, labels).mean()})
+
+  def eval_metrics(self, params, model_state, batch):
+    logits = self.model.apply({'params': params, **model_state}, batch[self.input_key], train=False)
+    labels = batch[self.label_key]
+    return {
+        'loss': optax.softmax_cross_entropy(logits, self._targets(labels)),
+        'accuracy': _accuracy(logits, labels),
+    }
+
+
+def _accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  labels = labels.argmax(-1) if labels.ndim == 2 else labels
+  return (logits.argmax(-1) == labels).astype(jnp.float32)
+
+
+def build_model(model_cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict, **extra: Any):
+  """models.get with the config's precision; registry errors become ConfigErrors."""
+  kwargs = {k: v for k, v in model_cfg.items() if k != 'name'}
+  try:
+    return models.get(model_cfg.name, dtype=precision.dtype(config.compute_dtype),
+                      param_dtype=precision.dtype(config.param_dtype), **extra, **kwargs)
+  except ConfigError:
+    raise
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f'model: {e}') from e

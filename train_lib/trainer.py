@@ -1,0 +1,177 @@
+"""The one trainer: `train_and_evaluate(config, workdir)` for every task.
+
+config -> checks -> mesh -> data -> task -> sharded state (restored or fresh)
+-> loop of jitted calls of K steps -> metrics / evaluation / checkpoints.
+"""
+
+import math
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import linen as nn
+
+import input_pipeline
+from train_lib import config_check, state_init, steps, tasks, workdir as workdir_lib
+from train_lib.checkpointing import Checkpointer
+from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
+from train_lib.feeder import Feeder
+from train_lib.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
+from train_lib.metric_writer import MetricWriter
+from train_lib.preemption import PreemptionWatcher
+from train_lib.progress import Progress
+
+
+def resolve_total_steps(config: ml_collections.ConfigDict, train_examples: int) -> int:
+  """total_steps, or num_epochs over the train split; a whole number of device calls."""
+  k = config.steps_per_call
+  if config.num_epochs is None:
+    if config.total_steps % k:
+      raise ConfigError(f'total_steps={config.total_steps} must be a multiple of steps_per_call={k}')
+    return config.total_steps
+  steps_needed = math.ceil(config.num_epochs * train_examples / config.batch_size)
+  return math.ceil(steps_needed / k) * k
+
+
+def _peek(iterator) -> dict:
+  """The first batch, with the iterator put back where it was."""
+  start = iterator.get_state()
+  batch = next(iterator)
+  iterator.set_state(start)
+  return batch
+
+
+def _summarize(pending: list[dict]) -> dict[str, float]:
+  """Means of the train metrics over the calls since the last log; stops on NaN/inf."""
+  host = jax.device_get(pending)
+  bad = min(int(m['first_nonfinite_step']) for m in host)
+  if bad != steps.ALL_FINITE:
+    raise NonFiniteLossError(
+        f'train/loss became non-finite at step {bad}; lower optimizer.learning_rate or set optimizer.grad_clip_norm')
+  keys = [k for k in host[0] if k != 'first_nonfinite_step']
+  return {f'train/{k}': float(np.mean([m[k] for m in host])) for k in keys}
+
+
+class _Run:
+  """The pieces of one run, built and checked before anything is compiled."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    config_check.validate(config)
+    self.config = config
+    self.workdir = workdir_lib.prepare(workdir)
+    self.mesh = make_mesh(config.mesh)
+    self.rules = tuple(tuple(rule) for rule in config.sharding_rules)
+    self.process_index, self.process_count = jax.process_index(), jax.process_count()
+    config_check.validate_batch_layout(config, data_parallel_size(self.mesh, self.rules), self.process_count)
+    data_info = input_pipeline.dataset_info(config.data)
+    self.task = tasks.get(config, data_info)
+    self.total_steps = resolve_total_steps(config, data_info['splits'][config.data.train_split])
+    self.tx = self.task.make_optimizer(self.total_steps)
+    loader = input_pipeline.make_train_loader(
+        config.data, global_batch_size=config.batch_size, seed=config.seed,
+        process_index=self.process_index, process_count=self.process_count)
+    self.iterator = iter(loader)
+
+  def local_to_global(self, local: dict, sharding) -> dict:
+    def to_global(x):
+      shape = (x.shape[0] * self.process_count, *x.shape[1:])
+      return jax.make_array_from_process_local_data(sharding, x, shape)
+    return jax.tree.map(to_global, local)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains (resuming from the latest checkpoint in `workdir`), evaluates, returns final metrics."""
+  run = _Run(config, workdir)
+  with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+    return _train(run)
+
+
+def _train(run: _Run) -> dict[str, float]:
+  config, task, mesh, rules = run.config, run.task, run.mesh, run.rules
+  use_ema = config.ema_decay > 0
+  sample = _peek(run.iterator)
+  create = state_init.boxed_state_fn(task, run.tx, sample, use_ema)
+  rng = jax.random.PRNGKey(config.seed)
+  abstract, shardings = state_init.state_shardings(create, rng, mesh, rules)
+  target = state_init.with_shardings(abstract, shardings)
+
+  checkpointer = Checkpointer(os.path.join(run.workdir, 'checkpoints'), config.checkpoint, config)
+  start = checkpointer.latest_step() or 0
+  if start:
+    logging.info('Resuming from the checkpoint at step %d', start)
+    state = checkpointer.restore(start, target, run.iterator)
+  else:
+    state = state_init.init_state(create, rng, shardings)
+  if run.process_index == 0:
+    workdir_lib.write_config(run.workdir, config)
+
+  k = config.steps_per_call
+  train_batches = batch_sharding(mesh, rules, leading_dims=1)
+  eval_batches = batch_sharding(mesh, rules)
+  batch_spec = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct((k, config.batch_size, *x.shape[1:]), x.dtype, sharding=train_batches), sample)
+  train_call = jax.jit(
+      steps.make_train_call(task, run.tx, accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay),
+      in_shardings=(shardings, train_batches), out_shardings=(shardings, replicated(mesh)), donate_argnums=0,
+  ).lower(target, batch_spec).compile()
+  eval_step = jax.jit(steps.make_eval_step(task, use_ema=use_ema),
+                      in_shardings=(shardings, eval_batches), out_shardings=replicated(mesh))
+
+  def evaluate(state) -> dict[str, float]:
+    totals = None
+    for local in input_pipeline.make_eval_batches(
+        config.data, split=config.data.eval_split, global_batch_size=config.eval_batch_size,
+        process_index=run.process_index, process_count=run.process_count):
+      sums = eval_step(state, run.local_to_global(local, eval_batches))
+      totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    totals = jax.device_get(totals)
+    count = totals.pop('count')
+    return {f'eval/{name}': float(value / count) for name, value in totals.items()}
+
+  writer = MetricWriter(run.workdir, enabled=run.process_index == 0, resume_step=start)
+  if start >= run.total_steps:
+    logging.info('The run in %s is already complete at step %d', run.workdir, start)
+    writer.close()
+    checkpointer.close()
+    return evaluate(state)
+
+  feeder = Feeder(run.iterator, steps_per_call=k, sharding=train_batches, process_count=run.process_count)
+  watcher = PreemptionWatcher()
+  progress = Progress(run.total_steps, start, config.batch_size)
+  pending, record, step = [], {}, start
+  try:
+    while step < run.total_steps:
+      batches, data_state = feeder.next()
+      state, metrics = train_call(state, batches)
+      step += k
+      pending.append(metrics)
+      if watcher.requested:
+        _summarize(pending)
+        checkpointer.save(step, state, data_state, force=True)
+        checkpointer.wait()
+        raise Preempted(f'SIGTERM: saved a checkpoint at step {step}; rerun the same command to resume')
+      is_last = step == run.total_steps
+      record = {}
+      if step % config.log_every == 0 or is_last:
+        record.update(_summarize(pending))
+        record.update(progress.rates(step))
+        pending = []
+      if (config.eval_every and step % config.eval_every == 0) or is_last:
+        record.update(evaluate(state))
+      if record:
+        writer.write(step, record)
+        logging.info('%s', progress.line(step, record))
+      if (config.checkpoint.every and step % config.checkpoint.every == 0) or is_last:
+        if pending:
+          _summarize(pending)  # never checkpoint a state that went NaN
+        checkpointer.save(step, state, data_state)
+  finally:
+    feeder.close()
+    watcher.close()
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+  return record
