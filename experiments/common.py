@@ -8,7 +8,7 @@ import ml_collections
 from train_lib.config_defaults import base_config
 from train_lib.errors import ConfigError
 
-__all__ = ['base_config', 'parse_arg', 'shrink_for_tiny']
+__all__ = ['ConfigError', 'base_config', 'parse_arg', 'shrink_for_tiny']
 
 
 def _coerce(key: str, text: str, default: Any) -> Any:

@@ -157,8 +157,8 @@ def pool(
   if not isinstance(padding, str):
     padding = ((0, 0), *padding, (0, 0))
   if kind == 'max':
-    return jax.lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, dims, steps, padding)
-  total = jax.lax.reduce_window(x, jnp.array(0, x.dtype), jax.lax.add, dims, steps, padding)
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, steps, padding)
+  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, steps, padding)
   return total / math.prod(window)
 
 

@@ -14,12 +14,23 @@ import models
 from models import layers
 
 
-def _init(model: nn.Module, x: jax.Array, seed: int = 0) -> dict:
-  return nn.meta.unbox(model.init(jax.random.key(seed), x, train=False))
+def _key(seed: int) -> jax.Array:
+  # XLA:CPU compiles threefry's random bits several times slower than rbg's, and with
+  # tiny models compiling is most of a test's time.
+  return jax.random.key(seed, impl='rbg')
+
+
+def _init(model: nn.Module, x: jax.Array) -> dict:
+  # One jitted init compiles once; an eager init compiles every op it meets.
+  return nn.meta.unbox(jax.jit(lambda x: model.init(_key(0), x, train=False))(x))
+
+
+def _apply(model: nn.Module, variables: dict, x: jax.Array, **kwargs) -> jax.Array:
+  return jax.jit(lambda v, x: model.apply(v, x, **kwargs))(variables, x)
 
 
 def _abstract_init(model: nn.Module, shape: tuple[int, ...]) -> dict:
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
+  return jax.eval_shape(lambda: model.init(_key(0), jnp.zeros(shape), train=False))
 
 
 def _num_params(variables: dict) -> int:
@@ -27,7 +38,7 @@ def _num_params(variables: dict) -> int:
 
 
 def _images(shape: tuple[int, ...], seed: int = 0) -> jax.Array:
-  return jax.random.normal(jax.random.key(seed), shape)
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
 # (name, fields, input shape, logits shape)
@@ -49,9 +60,9 @@ SHAPE_CASES = [
 @pytest.mark.parametrize('name,fields,in_shape,out_shape', SHAPE_CASES)
 def test_output_shape(name, fields, in_shape, out_shape):
   model = models.get(name, num_classes=out_shape[-1], **fields)
-  x = _images(in_shape)
-  variables = _init(model, x)
-  logits = model.apply(variables, x, train=False)
+  x = jnp.zeros(in_shape)
+  # Shapes only: eval_shape traces init and apply without compiling them.
+  logits = jax.eval_shape(lambda: model.apply(model.init(_key(0), x, train=False), x, train=False))
   assert logits.shape == out_shape
   assert logits.dtype == jnp.float32
 
@@ -87,9 +98,9 @@ def test_models_run_sharded_under_a_mesh_with_rules():
   model = models.get('resnet', num_classes=10, stage_sizes=(1, 1), width=8, stem='cifar')
   x = _images((2, 8, 8, 3))
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+    abstract = jax.eval_shape(lambda: model.init(_key(0), x, train=False))
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, rules)
-    variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False),
+    variables = jax.jit(lambda: model.init(_key(0), x, train=False),
                         out_shardings=shardings)()
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert logits.shape == (2, 10)
@@ -119,18 +130,19 @@ def test_batch_norm_train_updates_stats_and_eval_is_frozen():
   model = _tiny_resnet()
   x = _images((8, 8, 8, 3)) * 3 + 1
   variables = _init(model, x)
-  _, train_state = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  _, train_state = _apply(model, variables, x, train=True, mutable=['batch_stats'])
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), variables['batch_stats'],
                          train_state['batch_stats'])
   assert all(jax.tree.leaves(changed))
 
-  out1, eval_state = model.apply(variables, x, train=False, mutable=['batch_stats'])
-  out2 = model.apply(variables, x, train=False)
+  eval_fn = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=['batch_stats']))
+  out1, eval_state = eval_fn(variables, x)
+  out2, _ = eval_fn(variables, x)
   jax.tree.map(np.testing.assert_array_equal, eval_state['batch_stats'], variables['batch_stats'])
   np.testing.assert_array_equal(out1, out2)
-  # Running statistics, not the batch's: one example alone gets the same logits.
-  np.testing.assert_allclose(model.apply(variables, x[:1], train=False), out1[:1], rtol=1e-5,
-                             atol=1e-5)
+  # Running statistics, not the batch's: an example's logits do not depend on the others.
+  out3, _ = eval_fn(variables, x.at[1:].set(0.0))
+  np.testing.assert_allclose(out3[0], out1[0], rtol=1e-5, atol=1e-5)
 
 
 def test_zero_init_residual_zeroes_last_bn_scale_of_each_branch():
@@ -148,18 +160,19 @@ def test_dropout_is_random_in_train_and_identity_in_eval(name):
   x = _images((4, 8, 8, 1))
   variables = _init(model, x)
 
+  train_fn = jax.jit(lambda key: model.apply(variables, x, train=True, rngs={'dropout': key}))
+
   def train(seed: int) -> jax.Array:
-    return model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(seed)})
+    return train_fn(_key(seed))
 
   assert not np.allclose(train(1), train(2))
   np.testing.assert_array_equal(train(1), train(1))
   no_dropout = models.get(name, num_classes=10, dropout=0.0)
-  np.testing.assert_array_equal(model.apply(variables, x, train=False),
-                                no_dropout.apply(variables, x, train=False))
+  np.testing.assert_array_equal(_apply(model, variables, x, train=False),
+                                _apply(no_dropout, variables, x, train=False))
 
 
 @pytest.mark.parametrize('name,fields,in_shape', [
-    ('logreg', {}, (4, 8, 8, 1)),
     ('mlp', {}, (4, 8, 8, 1)),
     ('cnn', {}, (4, 8, 8, 1)),
     ('mnist1d_cnn', {}, (4, 40)),
@@ -170,11 +183,13 @@ def test_bfloat16_compute_returns_float32_logits_close_to_float32(name, fields, 
   f32 = models.get(name, num_classes=10, **fields)
   bf16 = models.get(name, num_classes=10, dtype=jnp.bfloat16, **fields)
   variables = _init(f32, x)
-  expected = f32.apply(variables, x, train=False)
-  logits, state = bf16.apply(variables, x, train=True, mutable=['batch_stats'])
+  # Training: float32 logits, and BatchNorm statistics stay float32 (dtypes only).
+  logits, state = jax.eval_shape(
+      lambda: bf16.apply(variables, x, train=True, mutable=['batch_stats'], rngs={'dropout': _key(0)}))
   assert logits.dtype == jnp.float32
   assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(state))
-  got = bf16.apply(variables, x, train=False)
+  expected = _apply(f32, variables, x, train=False)
+  got = _apply(bf16, variables, x, train=False)
   assert got.dtype == jnp.float32
   scale = float(jnp.abs(expected).max())
   np.testing.assert_allclose(got, expected, atol=0.05 * scale, rtol=0.05)
@@ -232,7 +247,7 @@ def test_pool_matches_reshape_reference():
 def test_digits_cnn_overfits_random_labels():
   model = models.get('cnn', num_classes=10)
   x = _images((32, 8, 8, 1))
-  labels = jax.random.randint(jax.random.key(1), (32,), 0, 10)
+  labels = jnp.asarray(np.random.default_rng(1).integers(0, 10, size=32))
   params = _init(model, x)['params']
   tx = optax.adam(3e-3)
 

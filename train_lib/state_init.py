@@ -38,16 +38,22 @@ def boxed_state_fn(task: Task, tx: optax.GradientTransformation, sample_batch: d
   return create
 
 
+def _strip_boxes(tree):
+  """Unwraps logical-axis boxes without sharding constraints (valid outside a trace)."""
+  is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
+  return jax.tree.map(lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, tree, is_leaf=is_box)
+
+
 def state_shardings(create_boxed: Callable, rng: jax.Array, mesh: Mesh, rules: Sequence):
   """(abstract unboxed state, its NamedShardings) without allocating anything."""
   boxed = jax.eval_shape(create_boxed, rng)
   logical_specs = nn.get_partition_spec(boxed)
   shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
-  return nn.meta.unbox(boxed), shardings
+  return _strip_boxes(boxed), shardings
 
 
 def init_state(create_boxed: Callable, rng: jax.Array, shardings) -> TrainState:
-  return jax.jit(lambda r: nn.meta.unbox(create_boxed(r)), out_shardings=shardings)(rng)
+  return jax.jit(lambda r: _strip_boxes(create_boxed(r)), out_shardings=shardings)(rng)
 
 
 def with_shardings(abstract, shardings):

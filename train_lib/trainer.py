@@ -15,7 +15,7 @@ from absl import logging
 from flax import linen as nn
 
 import input_pipeline
-from train_lib import config_check, state_init, steps, tasks, workdir as workdir_lib
+from train_lib import config_check, log_filter, state_init, steps, tasks, workdir as workdir_lib
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.feeder import Feeder
@@ -84,6 +84,7 @@ class _Run:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from the latest checkpoint in `workdir`), evaluates, returns final metrics."""
+  log_filter.quiet_library_info()
   run = _Run(config, workdir)
   with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
     return _train(run)

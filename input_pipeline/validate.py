@@ -1,0 +1,57 @@
+"""Checks a dataset config before anything compiles, without reading data."""
+
+import ml_collections
+import numpy as np
+
+from input_pipeline import builders
+from input_pipeline import preprocess
+from input_pipeline import sources
+
+# field -> (accepted types, what to write)
+_FIELDS = {
+    'name': ((str,), 'a dataset name'),
+    'data_dir': ((str, type(None)), 'a directory or None'),
+    'train_split': ((str,), "a split such as 'train'"),
+    'eval_split': ((str,), "a split such as 'test'"),
+    'pp_train': ((str,), "a pp string such as 'value_range(0, 1)'"),
+    'pp_eval': ((str,), "a pp string such as 'value_range(0, 1)'"),
+    'worker_count': ((int,), 'an int >= 0'),
+    'shuffle': ((bool,), 'True or False'),
+}
+
+
+def validate(data_cfg: ml_collections.ConfigDict) -> None:
+  """Raises a one-line ValueError for a bad field, dataset, split or pp string.
+
+  Checks that the dataset is available (an offline one, or a prepared tfds
+  one) and runs both pp strings on a zero batch shaped like the dataset's
+  features, so wrong keys or ranks show up here rather than mid-training.
+  """
+  for field, (types, expected) in _FIELDS.items():
+    if field not in data_cfg:
+      raise ValueError(f'data config lacks {field!r}: set it to {expected}')
+    value = data_cfg[field]
+    if not isinstance(value, types) or (
+        field == 'worker_count' and (isinstance(value, bool) or value < 0)):
+      raise ValueError(f'{field} must be {expected}, got {value!r}')
+  name = data_cfg.name
+  builder = sources.find_builder(name, sources.resolve_data_dir(data_cfg))
+  splits = (builders.SPLITS if name in builders.OFFLINE_DATASETS
+            else list(builder.info.splits))
+  spec = sources.feature_spec(builder.info.features)
+  for field in ('train_split', 'eval_split'):
+    try:
+      sources.check_split(name, data_cfg[field], splits)
+    except ValueError as e:
+      raise ValueError(f'{field}: {e}') from None
+  for field in ('pp_train', 'pp_eval'):
+    try:
+      pipeline = preprocess.parse(data_cfg[field])
+      pipeline(_zero_batch(spec), np.random.default_rng(0))
+    except ValueError as e:
+      raise ValueError(f'{field}: {e}') from None
+
+
+def _zero_batch(spec: dict[str, tuple[tuple, np.dtype]]) -> preprocess.Batch:
+  return {k: np.zeros((2, *(d or 1 for d in shape)), dtype)
+          for k, (shape, dtype) in spec.items()}

@@ -1,0 +1,333 @@
+"""Offline builders, sources, validation, the training loader and eval batches."""
+
+import time
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import input_pipeline
+from input_pipeline import builders
+from input_pipeline import records
+from input_pipeline.builders import digits
+from input_pipeline.builders import fashion_mnist
+from input_pipeline.builders import split as split_lib
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def config(data_dir, name='digits', **overrides):
+  cfg = ml_collections.ConfigDict({
+      'name': name, 'data_dir': data_dir, 'train_split': 'train',
+      'eval_split': 'test', 'pp_train': '', 'pp_eval': '', 'worker_count': 0,
+      'shuffle': True})
+  cfg.update(overrides)
+  return cfg
+
+
+def read_all(source) -> dict[str, np.ndarray]:
+  examples = source.__getitems__(list(range(len(source))))
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def rows(batch, key='image'):
+  """Each example as bytes: an identity for datasets without duplicates."""
+  return [r.tobytes() for r in batch[key]]
+
+
+# ---- offline builders -------------------------------------------------------
+
+
+def test_digits_is_the_documented_stratified_split(data_dir):
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  full = datasets.load_digits()
+  images = full.images.astype(np.uint8)[..., None]
+  train_idx, test_idx = split_lib.stratified_split(full.target, 360, seed=0)
+  for split, idx, n in (('train', train_idx, 1437), ('test', test_idx, 360)):
+    data = read_all(input_pipeline.get_source(config(data_dir), split))
+    assert data['image'].shape == (n, 8, 8, 1) and data['image'].dtype == np.uint8
+    assert data['label'].dtype == np.int64 and data['image'].max() <= 16
+    assert sorted(zip(rows(data), data['label'])) == sorted(
+        zip(rows({'image': images[idx]}), full.target[idx]))
+  assert np.intersect1d(train_idx, test_idx).size == 0
+  np.testing.assert_array_equal(np.bincount(full.target[test_idx]),
+                                [36, 37, 35, 37, 36, 36, 36, 36, 35, 36])
+
+
+def test_digits_build_is_deterministic(data_dir, tmp_path):
+  first = read_all(input_pipeline.get_source(config(data_dir), 'train'))
+  second = read_all(input_pipeline.get_source(config(str(tmp_path)), 'train'))
+  for k in first:  # Same records in the same order.
+    np.testing.assert_array_equal(first[k], second[k])
+
+
+def test_mnist1d_is_exactly_the_papers_set(data_dir):
+  from input_pipeline.builders import mnist1d  # pylint: disable=g-import-not-at-top
+  reference = mnist1d._make_dataset()  # pylint: disable=protected-access
+  for split, x, y in (('train', 'x', 'y'), ('test', 'x_test', 'y_test')):
+    data = read_all(input_pipeline.get_source(config(data_dir, 'mnist1d'), split))
+    assert data['signal'].shape == (len(reference[y]), 40, 1)
+    assert data['signal'].dtype == np.float32
+    assert set(data['label']) == set(range(10))
+    want = reference[x].astype(np.float32)[..., None]
+    assert sorted(zip(rows(data, 'signal'), data['label'])) == sorted(
+        zip(rows({'s': want}, 's'), reference[y]))
+  assert len(reference['y']) == 4000 and len(reference['y_test']) == 1000
+
+
+def test_mnist_without_tfds_mnist_is_the_5k_subset(data_dir):
+  info = input_pipeline.dataset_info(config(data_dir, 'mnist'))
+  assert info['tfds_name'] == 'lamina_mnist5k'
+  assert info['splits'] == {'train': 4000, 'test': 1000}
+  assert info['features']['image'] == {'shape': (28, 28, 1), 'dtype': 'uint8'}
+  test = read_all(input_pipeline.get_source(config(data_dir, 'mnist'), 'test'))
+  np.testing.assert_array_equal(np.bincount(test['label']), [100] * 10)
+
+
+@pytest.mark.skipif(not fashion_mnist.idx_files_present(),
+                    reason='needs apt-get install dataset-fashion-mnist')
+def test_fashion_mnist_from_debian_idx_files(data_dir):
+  info = input_pipeline.dataset_info(config(data_dir, 'fashion_mnist'))
+  assert info['splits'] == {'train': 60000, 'test': 10000}
+  assert info['num_classes'] == 10
+  source = input_pipeline.get_source(config(data_dir, 'fashion_mnist'), 'test')
+  sample = source.__getitems__(list(range(0, 10000, 7)))
+  assert sample[0]['image'].shape == (28, 28, 1)
+  assert sample[0]['image'].dtype == np.uint8
+  assert {int(e['label']) for e in sample} == set(range(10))
+
+
+def test_fashion_mnist_missing_everywhere_says_how_to_get_it(
+    data_dir, monkeypatch):
+  monkeypatch.setattr(fashion_mnist, 'IDX_DIR', '/nonexistent')
+  with pytest.raises(ValueError, match='apt-get install dataset-fashion-mnist'):
+    input_pipeline.validate(config(data_dir, 'fashion_mnist'))
+
+
+def test_interrupted_prepare_leaves_nothing_valid(tmp_path, monkeypatch):
+  def fail_midway(self, images, labels, indices):
+    yield 0, {'image': images[0], 'label': labels[0]}
+    raise KeyboardInterrupt  # As if the process were stopped mid-write.
+
+  monkeypatch.setattr(digits.LaminaDigits, '_generate_examples', fail_midway)
+  with pytest.raises(KeyboardInterrupt):
+    builders.prepare(digits.LaminaDigits(data_dir=str(tmp_path)))
+  assert not builders.is_prepared(digits.LaminaDigits(data_dir=str(tmp_path)))
+  monkeypatch.undo()
+  source = input_pipeline.get_source(config(str(tmp_path)), 'test')
+  assert len(source) == 360
+
+
+# ---- names, splits, validation ----------------------------------------------
+
+
+@pytest.mark.parametrize('name, message', [
+    ('digts', r"unknown dataset 'digts' \(did you mean digits.*offline datasets "
+     r'\(digits, fashion_mnist, mnist, mnist1d\)'),
+    ('cifar10', r"dataset 'cifar10' is not prepared: nothing in .*cifar10.*"
+     r'tfds build cifar10 --file_format=array_record --data_dir=.*digits, '
+     r'fashion_mnist, mnist, mnist1d'),
+])
+def test_unavailable_datasets_fail_fast_with_a_fix(data_dir, name, message):
+  start = time.monotonic()
+  with pytest.raises(ValueError, match=message) as info:
+    input_pipeline.get_source(config(data_dir, name), 'train')
+  assert time.monotonic() - start < 2
+  assert '\n' not in str(info.value)
+
+
+def test_unknown_split_lists_the_splits(data_dir):
+  with pytest.raises(ValueError, match=r"unknown split 'tset'.*valid splits: "
+                     'test, train'):
+    input_pipeline.get_source(config(data_dir), 'tset')
+  assert len(input_pipeline.get_source(config(data_dir), 'train[:101]')) == 101
+
+
+def test_dataset_info(data_dir):
+  info = input_pipeline.dataset_info(config(data_dir))
+  assert info['num_classes'] == 10
+  assert info['splits'] == {'train': 1437, 'test': 360}
+  assert info['features'] == {'image': {'shape': (8, 8, 1), 'dtype': 'uint8'},
+                              'label': {'shape': (), 'dtype': 'int64'}}
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'train_split': 'trian'}, r"^train_split: unknown split 'trian'"),
+    ({'pp_train': 'random_crop(1)'}, r"^pp_train: pp op random_crop\(1\): no key "
+     r"'image'"),
+    ({'pp_eval': 'onehot(10)|resize(4)'}, r"^pp_eval: unknown pp op 'resize'"),
+    ({'worker_count': -1}, r'^worker_count must be an int >= 0'),
+    ({'name': 'mnist_1d'}, r"unknown dataset 'mnist_1d' \(did you mean mnist1d"),
+])
+def test_validate_catches_bad_configs_without_reading(data_dir, overrides,
+                                                      message):
+  cfg = config(data_dir, **{'name': 'mnist1d', **overrides})
+  with pytest.raises(ValueError, match=message):
+    input_pipeline.validate(cfg)
+
+
+def test_validate_accepts_good_configs(data_dir):
+  input_pipeline.validate(config(
+      data_dir, pp_train='value_range(0, 1, in_max=16)|random_crop(pad=2)|'
+      'random_flip_lr|onehot(10)', pp_eval='value_range(0, 1, in_max=16)'))
+  input_pipeline.validate(config(None, 'mnist1d', eval_split='train[90%:]'))
+
+
+# ---- eval batches -----------------------------------------------------------
+
+
+@pytest.mark.parametrize('split, global_batch_size', [
+    ('test', 6), ('test', 96), ('train[:101]', 12), ('train[:101]', 402)])
+@pytest.mark.parametrize('process_count', [1, 2, 3])
+def test_eval_covers_the_split_exactly_once(data_dir, split, global_batch_size,
+                                            process_count):
+  cfg = config(data_dir)
+  want = read_all(input_pipeline.get_source(cfg, split))
+  n = len(want['label'])
+  seen, counts = [], set()
+  for p in range(process_count):
+    batches = list(input_pipeline.make_eval_batches(
+        cfg, split=split, global_batch_size=global_batch_size,
+        process_index=p, process_count=process_count))
+    counts.add(len(batches))
+    for b in batches:
+      assert len(b['mask']) == global_batch_size // process_count
+      assert b['mask'].dtype == np.float32
+      real = b['mask'] == 1
+      seen += zip(rows({'image': b['image'][real]}), b['label'][real])
+  assert counts == {-(-n // global_batch_size)}
+  assert sorted(seen) == sorted(zip(rows(want), want['label']))
+
+
+def test_eval_applies_pp_eval_deterministically(data_dir):
+  cfg = config(data_dir, pp_eval='value_range(0, 1, in_max=16)|onehot(10)')
+  kwargs = dict(split='test', global_batch_size=64, process_index=1,
+                process_count=2)
+  first = list(input_pipeline.make_eval_batches(cfg, **kwargs))
+  second = list(input_pipeline.make_eval_batches(cfg, **kwargs))
+  assert first[0]['image'].dtype == np.float32
+  assert first[0]['label'].shape == (32, 10)
+  assert sum(b['mask'].sum() for b in first) == 360 - 32 * 6
+  for a, b in zip(first, second):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_large_split_path_reads_the_same_batches(data_dir, monkeypatch):
+  cfg = config(data_dir)
+  kwargs = dict(split='test', global_batch_size=50, process_index=0,
+                process_count=1)
+  in_memory = list(input_pipeline.make_eval_batches(cfg, **kwargs))
+  monkeypatch.setattr(records, 'IN_MEMORY_BYTES', 0)
+  records._load.cache_clear()  # pylint: disable=protected-access
+  try:
+    assert isinstance(records.load_records(cfg, 'test'), records.SourceRecords)
+    streamed = list(input_pipeline.make_eval_batches(cfg, **kwargs))
+  finally:
+    records._load.cache_clear()  # pylint: disable=protected-access
+  for a, b in zip(in_memory, streamed, strict=True):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+
+
+# ---- training loader --------------------------------------------------------
+
+
+def take(cfg, n, *, global_batch_size=64, seed=0, process_index=0,
+         process_count=1, state=None):
+  iterator = iter(input_pipeline.make_train_loader(
+      cfg, global_batch_size=global_batch_size, seed=seed,
+      process_index=process_index, process_count=process_count))
+  if state is not None:
+    iterator.set_state(state)
+  return [next(iterator) for _ in range(n)], iterator
+
+
+def test_process_shards_are_slices_of_the_same_global_batches(data_dir):
+  cfg = config(data_dir)
+  whole, _ = take(cfg, 4, global_batch_size=96)
+  for process_count in (2, 3):
+    parts = [take(cfg, 4, global_batch_size=96, process_index=p,
+                  process_count=process_count)[0] for p in range(process_count)]
+    for k in range(4):
+      assert len(parts[0][k]['image']) == 96 // process_count
+      joined = np.concatenate([part[k]['image'] for part in parts])
+      np.testing.assert_array_equal(joined, whole[k]['image'])
+      assert len(set(rows({'image': joined}))) == 96  # Disjoint shards.
+
+
+def test_an_epoch_is_a_permutation_and_batches_cross_epochs(data_dir):
+  cfg = config(data_dir)
+  batches, _ = take(cfg, 23, global_batch_size=128)  # 23 * 128 > 2 * 1437.
+  stream = np.concatenate([b['image'] for b in batches])
+  train = read_all(input_pipeline.get_source(cfg, 'train'))
+  for epoch in (0, 1):
+    seen = stream[epoch * 1437:(epoch + 1) * 1437]
+    assert sorted(rows({'image': seen})) == sorted(rows(train))
+  assert rows({'image': stream[:1437]}) != rows({'image': stream[1437:2874]})
+
+
+def test_shuffle_is_seeded(data_dir):
+  cfg = config(data_dir, pp_train='random_crop(1)')
+  a, _ = take(cfg, 2, seed=1)
+  b, _ = take(cfg, 2, seed=1)
+  c, _ = take(cfg, 2, seed=2)
+  np.testing.assert_array_equal(a[1]['image'], b[1]['image'])
+  assert not np.array_equal(a[1]['label'], c[1]['label'])
+  ordered, _ = take(config(data_dir, shuffle=False), 1)
+  train = read_all(input_pipeline.get_source(cfg, 'train'))
+  np.testing.assert_array_equal(ordered[0]['image'], train['image'][:64])
+
+
+def test_restored_iterator_repeats_the_next_batches(data_dir):
+  cfg = config(data_dir, pp_train='value_range(0, 1, in_max=16)|'
+               'random_crop(pad=2)|random_flip_lr|onehot(10)')
+  _, iterator = take(cfg, 5, process_index=1, process_count=2)
+  state = iterator.get_state()
+  expected = [next(iterator) for _ in range(4)]
+  restored, _ = take(cfg, 4, process_index=1, process_count=2, state=state)
+  assert restored[0]['image'].shape == (32, 8, 8, 1)
+  assert restored[0]['label'].shape == (32, 10)
+  for a, b in zip(expected, restored):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_state_restores_onto_another_process_count(data_dir):
+  cfg = config(data_dir)
+  _, iterator = take(cfg, 3, global_batch_size=96)
+  state = iterator.get_state()
+  expected = next(iterator)['image']
+  parts = [take(cfg, 1, global_batch_size=96, process_index=p, process_count=3,
+                state=state)[0][0]['image'] for p in range(3)]
+  np.testing.assert_array_equal(np.concatenate(parts), expected)
+
+
+def test_worker_processes_give_the_same_batches(data_dir):
+  cfg = config(data_dir, pp_train='random_crop(pad=1)|random_flip_lr')
+  local, _ = take(cfg, 3, seed=7)
+  remote, iterator = take(config(data_dir, worker_count=1,
+                                 pp_train=cfg.pp_train), 3, seed=7)
+  for a, b in zip(local, remote):
+    for k in a:
+      np.testing.assert_array_equal(a[k], np.asarray(b[k]))
+  del iterator, remote  # Stop the worker before the interpreter exits.
+
+
+def test_bad_loader_arguments_are_one_line(data_dir):
+  with pytest.raises(ValueError, match='global_batch_size must be a positive '
+                     'multiple of process_count=3'):
+    take(config(data_dir), 1, global_batch_size=64, process_count=3)
+  with pytest.raises(ValueError, match=r'seed must be an int in \[0, 2\*\*32\)'):
+    take(config(data_dir), 1, seed=-1)
+
+
+def test_offline_names_are_exported():
+  assert input_pipeline.OFFLINE_DATASETS == (
+      'digits', 'fashion_mnist', 'mnist', 'mnist1d')
+  # Nothing leaked into tfds's registry.
+  assert 'lamina_digits' not in tfds.list_builders(with_community_datasets=False)
