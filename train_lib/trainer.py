@@ -130,7 +130,7 @@ def _train(run: _Run) -> dict[str, float]:
       totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     totals = jax.device_get(totals)
     count = totals.pop('count')
-    return {f'eval/{name}': float(value / count) for name, value in totals.items()}
+    return {'eval/num_examples': int(count), **{f'eval/{name}': float(value / count) for name, value in totals.items()}}
 
   writer = MetricWriter(run.workdir, enabled=run.process_index == 0, resume_step=start)
   if start >= run.total_steps:

@@ -1,0 +1,83 @@
+"""The trainer end to end: metrics, checkpoints, equivalences and numerical guards."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import small_digits_config
+from train_lib import train_and_evaluate
+from train_lib.errors import NonFiniteLossError
+from train_lib.metric_writer import read_metrics
+
+
+def _train_records(records):
+  return [r for r in records if 'train/loss' in r]
+
+
+def test_run_writes_metrics_config_tensorboard_and_checkpoints(workdir):
+  final = train_and_evaluate(small_digits_config(), workdir)
+  records = read_metrics(workdir)
+  assert [r['step'] for r in records] == [10, 20, 30, 40]
+  assert records[-1]['eval/num_examples'] == 360  # every test image, once
+  assert 0.0 <= final['eval/accuracy'] <= 1.0
+  assert final['eval/accuracy'] == records[-1]['eval/accuracy']
+  assert records[0]['perf/examples_per_sec'] > 0
+  assert json.load(open(os.path.join(workdir, 'config.json')))['data']['name'] == 'digits'
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['20', '40']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+
+
+def test_training_learns_digits(workdir):
+  final = train_and_evaluate(small_digits_config(total_steps=300, eval_every=0, **{'checkpoint.every': 0}), workdir)
+  assert final['eval/accuracy'] > 0.9
+
+
+def test_finished_run_is_not_retrained(workdir):
+  first = train_and_evaluate(small_digits_config(), workdir)
+  lines = open(os.path.join(workdir, 'metrics.jsonl')).read()
+  again = train_and_evaluate(small_digits_config(), workdir)
+  assert again['eval/accuracy'] == first['eval/accuracy']
+  assert open(os.path.join(workdir, 'metrics.jsonl')).read() == lines
+
+
+@pytest.mark.parametrize('eval_batch_size', [7, 64, 360, 1000])
+def test_eval_counts_every_example_once(tmp_path, eval_batch_size):
+  config = small_digits_config(total_steps=10, eval_every=0, eval_batch_size=eval_batch_size,
+                               **{'checkpoint.every': 0})
+  final = train_and_evaluate(config, str(tmp_path))
+  assert final['eval/num_examples'] == 360
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+  # Without dropout the mean of micro-batch gradients is the full-batch gradient.
+  base = {'model.dropout': 0.0, 'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
+  one = train_and_evaluate(small_digits_config(**base), str(tmp_path / 'one'))
+  four = train_and_evaluate(small_digits_config(grad_accum_steps=4, **base), str(tmp_path / 'four'))
+  a, b = _train_records(read_metrics(str(tmp_path / 'one'))), _train_records(read_metrics(str(tmp_path / 'four')))
+  np.testing.assert_allclose([r['train/loss'] for r in a], [r['train/loss'] for r in b], rtol=1e-5)
+  assert one['eval/accuracy'] == pytest.approx(four['eval/accuracy'], abs=1 / 360)
+
+
+def test_same_seed_same_run_other_seed_differs(tmp_path):
+  kw = {'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
+  a = train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'a'))
+  b = train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'b'))
+  c = train_and_evaluate(small_digits_config(seed=1, **kw), str(tmp_path / 'c'))
+  assert a['train/loss'] == b['train/loss']
+  assert a['train/loss'] != c['train/loss']
+
+
+def test_ema_and_bfloat16_compute_run(tmp_path):
+  final = train_and_evaluate(
+      small_digits_config(total_steps=200, ema_decay=0.9, compute_dtype='bfloat16', eval_every=0,
+                          **{'checkpoint.every': 0}), str(tmp_path))
+  assert final['eval/accuracy'] > 0.8
+
+
+def test_nan_loss_stops_the_run_and_names_the_step(workdir):
+  config = small_digits_config(**{'optimizer.learning_rate': 1e30, 'optimizer.warmup_steps': 0})
+  with pytest.raises(NonFiniteLossError, match=r'non-finite at step \d+'):
+    train_and_evaluate(config, workdir)
+  assert os.listdir(os.path.join(workdir, 'checkpoints')) == []  # no NaN state was saved
