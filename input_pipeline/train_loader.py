@@ -1,13 +1,17 @@
 """The training loader: an infinite, seeded, per-process grain.DataLoader of batches.
 
 Record k of the loader's data source is this process's share of global batch
-k — one vectorised read, not one read per example, because grain's per-record
-path costs ~150 us per example (sampler rng, bookkeeping) on this CPU. Global
-batch k covers positions [k*G, (k+1)*G) of an endless stream of epochs, each a
-fresh permutation of the split (seeded by (seed, epoch)); batches run across
-epoch boundaries, so epoch = step * G / N exactly and nothing is dropped. The
-stream depends only on (seed, G), not on the process count: a run resumed on a
-different topology sees the same global batches.
+k, already preprocessed: one vectorised read and one pass of batch-level pp
+ops, not grain's per-record path, which costs ~150 us per example (sampler
+rng, bookkeeping) on this CPU. Doing the pp inside the read also puts it on
+grain's prefetch thread, off the training step's critical path.
+
+Global batch k covers positions [k*G, (k+1)*G) of an endless stream of epochs,
+each a fresh permutation of the split (seeded by (seed, epoch)); batches run
+across epoch boundaries, so epoch = step * G / N exactly and nothing is
+dropped. The stream depends only on (seed, G), not on the process count: a run
+resumed on a different topology sees the same global batches (augmentations,
+seeded by (seed, k, process), do differ).
 """
 
 from absl import flags
@@ -24,14 +28,17 @@ _NUM_BATCHES = 2**40
 
 
 class GlobalBatchSource(grain.sources.RandomAccessDataSource):
-  """Record k: rows [p*L, (p+1)*L) of global batch k over shuffled epochs."""
+  """Record k: rows [p*L, (p+1)*L) of global batch k over shuffled epochs, preprocessed."""
 
   def __init__(self, records: records_lib.Records, *, global_batch_size: int,
-               shard: grain.sharding.ShardOptions, shuffle: bool, seed: int):
+               process_index: int, process_count: int, shuffle: bool,
+               seed: int, pipeline: preprocess.Pipeline):
     self._records = records
+    self._pipeline = pipeline
     self._global_batch_size = global_batch_size
-    self._local_batch_size = global_batch_size // shard.shard_count
-    self._offset = shard.shard_index * self._local_batch_size
+    self._local_batch_size = global_batch_size // process_count
+    self._process_index = process_index
+    self._offset = process_index * self._local_batch_size
     self._shuffle = shuffle
     self._seed = seed
     self._permutations = {}  # epoch -> permutation; the last two are kept.
@@ -46,7 +53,8 @@ class GlobalBatchSource(grain.sources.RandomAccessDataSource):
     if self._shuffle:
       i = np.concatenate([self._permutation(int(e))[i[epoch == e]]
                           for e in np.unique(epoch)])
-    return self._records.read(i)
+    rng = np.random.default_rng([self._seed, k, self._process_index])
+    return self._pipeline(self._records.read(i), rng)
 
   def _permutation(self, epoch: int) -> np.ndarray:
     if epoch not in self._permutations:
@@ -57,25 +65,11 @@ class GlobalBatchSource(grain.sources.RandomAccessDataSource):
     return self._permutations[epoch]
 
   def __repr__(self) -> str:
-    # grain compares this on restore: it names the stream, not the topology.
+    # grain compares this on restore: it names the stream, not the topology
+    # or the pp (changing augmentation mid-run is allowed).
     return (f'GlobalBatchSource({self._records!r}, global_batch_size='
             f'{self._global_batch_size}, shuffle={self._shuffle}, '
             f'seed={self._seed})')
-
-
-class Preprocess(grain.transforms.RandomMap):
-  """Applies a pp pipeline to a whole batch."""
-
-  def __init__(self, pipeline: preprocess.Pipeline, process_index: int):
-    self._pipeline = pipeline
-    self._process_index = process_index
-
-  def random_map(self, batch: records_lib.Batch,
-                 rng: np.random.Generator) -> records_lib.Batch:
-    # grain's rng depends on (seed, step) only; mixing in the process keeps
-    # augmentations independent across processes.
-    rng = np.random.default_rng([rng.integers(2**63), self._process_index])
-    return self._pipeline(batch, rng)
 
 
 def make_train_loader(data_cfg: ml_collections.ConfigDict, *,
@@ -86,31 +80,28 @@ def make_train_loader(data_cfg: ml_collections.ConfigDict, *,
   `iter(loader)` gives a grain DataLoaderIterator with get_state/set_state,
   checkpointable with `grain.checkpoint.CheckpointSave/CheckpointRestore`.
   A saved state restores onto any process count with the same
-  global_batch_size, seed, dataset and worker_count.
+  global_batch_size, seed, dataset and worker_count (grain checks the last).
   """
   hosts.local_batch_size(global_batch_size, process_index, process_count)
-  if not isinstance(seed, int) or not 0 <= seed < 2**32:
-    raise ValueError(f'seed must be an int in [0, 2**32), got {seed!r}')
+  if not isinstance(seed, int) or seed < 0:
+    raise ValueError(f'seed must be an int >= 0, got {seed!r}')
   pipeline = preprocess.parse(data_cfg.pp_train)
-  shard = grain.sharding.ShardOptions(
-      shard_index=process_index, shard_count=process_count,
-      drop_remainder=True)
   source = GlobalBatchSource(
       records_lib.load_records(data_cfg, data_cfg.train_split),
-      global_batch_size=global_batch_size, shard=shard,
-      shuffle=data_cfg.shuffle, seed=seed)
+      global_batch_size=global_batch_size, process_index=process_index,
+      process_count=process_count, shuffle=data_cfg.shuffle, seed=seed,
+      pipeline=pipeline)
   if data_cfg.worker_count and not flags.FLAGS.is_parsed():
     # grain's workers read absl flags; outside absl.app (tests, notebooks)
     # nothing parsed them, so take their defaults.
     flags.FLAGS.mark_as_parsed()
-  # The source already holds only this process's rows, and its records are
-  # batches: the sampler walks them in order, its seed feeds the pp rng.
+  # The source's records are this process's finished batches: the sampler
+  # only walks them in order.
   return grain.DataLoader(
       data_source=source,
       sampler=grain.samplers.IndexSampler(
           len(source), shard_options=grain.sharding.NoSharding(),
-          shuffle=False, num_epochs=None, seed=seed),
-      operations=[Preprocess(pipeline, process_index)],
+          shuffle=False, num_epochs=None),
       worker_count=data_cfg.worker_count,
       shard_options=grain.sharding.NoSharding(),
       read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=2),

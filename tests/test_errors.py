@@ -19,7 +19,6 @@ CASES = {
     'unknown pp op': ({'data.pp_train': 'value_range(0, 1)|blur'}, r'blur.*value_range'),
     'negative batch size': ({'batch_size': -8}, r'batch_size must be > 0, got -8'),
     'zero steps': ({'total_steps': 0}, r'total_steps must be > 0'),
-    'float batch size': ({'batch_size': 12.5}, r'batch_size must be an integer'),
     'micro-batches do not divide': ({'grad_accum_steps': 5}, r'not divisible by grad_accum_steps=5'),
     'log not multiple of K': ({'steps_per_call': 3}, r'must be a multiple of steps_per_call=3'),
     'unknown dtype': ({'compute_dtype': 'float8'}, r"unknown dtype 'float8'.*bfloat16"),

@@ -1,0 +1,46 @@
+"""Every experiment file loads, documents its command, and trains with tiny=True."""
+
+import glob
+import os
+
+import pytest
+
+from tests.conftest import REPO
+from train_lib import train_and_evaluate
+from train_lib.metric_writer import read_metrics
+
+EXPERIMENTS = sorted(
+    os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'experiments', '*.py'))
+    if not os.path.basename(p).startswith(('_', 'common')))
+
+
+def _load(name):
+  return __import__(f'experiments.{name}', fromlist=['get_config'])
+
+
+def test_experiments_exist():
+  assert {'digits_cnn', 'mnist1d', 'fashion_mnist_resnet'} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_docstring_gives_the_command(name):
+  doc = _load(name).__doc__
+  assert f'--config=experiments/{name}.py' in doc or name == 'digits_cnn'
+  assert 'python -m train_lib.main' in doc
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_tiny_run(name, tmp_path):
+  config = _load(name).get_config('tiny=True')
+  assert config.tiny
+  final = train_and_evaluate(config, str(tmp_path))
+  assert final['eval/num_examples'] > 0
+  assert read_metrics(str(tmp_path))[-1]['step'] == config.total_steps
+  assert os.listdir(os.path.join(str(tmp_path), 'checkpoints')) == [str(config.total_steps)]
+
+
+@pytest.mark.parametrize('model', ['logreg', 'mlp'])
+def test_mnist1d_variants_build(model, tmp_path):
+  from experiments import mnist1d
+  config = mnist1d.get_config(f'model={model},tiny=True')
+  train_and_evaluate(config, str(tmp_path))
