@@ -43,7 +43,9 @@ def names() -> list[str]:
 
 def get(name: str, **kwargs: Any) -> nn.Module:
   """Builds model `name`; raises a one-line ValueError on a bad name or field."""
-  cls, preset = _lookup(name)
+  if name not in _MODELS:
+    raise ValueError(f'unknown model {name!r}; valid names: {", ".join(names())}')
+  cls, preset = _MODELS[name]
   valid = [f.name for f in dataclasses.fields(cls) if f.name not in _MODULE_FIELDS]
   unknown = sorted(set(kwargs) - set(valid))
   if unknown:
@@ -56,12 +58,6 @@ def get(name: str, **kwargs: Any) -> nn.Module:
   if missing:
     raise ValueError(f'model {name!r} needs {", ".join(missing)}')
   return cls(**values)
-
-
-def _lookup(name: str) -> tuple[type[nn.Module], Mapping[str, Any]]:
-  if name not in _MODELS:
-    raise ValueError(f'unknown model {name!r}; valid names: {", ".join(names())}')
-  return _MODELS[name]
 
 
 def _normalize(key: str, value: Any) -> Any:
