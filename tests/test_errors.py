@@ -66,7 +66,9 @@ def _last_line(result):
     (['--config=experiments/digits_cnn.py:tiny=maybe'], "config arg 'tiny' must be true or false"),
     (['--config=experiments/digits_cnn.py:epochs=3'], "unknown config arg 'epochs'; valid args are ['tiny']"),
     (['--config.batch_size=abc'], 'batch_size'),
-    (['--config.no_such_key=1'], 'no_such_key'),
+    (['--config.no_such_key=1'], "unknown config key 'no_such_key' in a --config override"),
+    (['--config.optimizer.nme=adam'], "did you mean 'name'?"),
+    (['--config=experiments/nope.py'], 'cannot load --config'),
 ])
 def test_command_line_errors_exit_nonzero_with_one_line(args, message, workdir):
   result = run_main(f'--workdir={workdir}', *args)

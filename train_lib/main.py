@@ -5,6 +5,7 @@ Any value can be overridden with --config.some.key=value.
 """
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -16,15 +17,48 @@ from train_lib.trainer import train_and_evaluate
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), 'digits_cnn.py')
 
-config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file[:args].', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and TensorBoard files.', required=True)
+
+
+def _one_line(error: BaseException) -> str:
+  """The useful last line of an error that absl or config_flags wrapped in a traceback."""
+  lines = [l.strip() for l in str(error).splitlines() if l.strip() and not l.startswith('Pass --help')]
+  last = lines[-1] if lines else type(error).__name__
+  if isinstance(error, (AttributeError, KeyError)):  # an override of a key the config lacks
+    hint = re.search(r'Did you mean "([\w.]+)" instead of "([\w.]+)"', str(error))
+    if hint:
+      return f"unknown config key '{hint.group(2)}' in a --config override; did you mean '{hint.group(1)}'?"
+    key = re.search(r"'([\w.]+)'", str(error))
+    return (f"unknown config key '{key.group(1) if key else last}' in a --config override; "
+            'see the experiment file for valid keys')
+  return re.sub(r'^FATAL Flags parsing error: |^[\w.]+(Error|Exception): ', '', last)
+
+
+def _define_flags() -> None:
+  try:
+    # config_flags reads --config.key=value overrides from sys.argv right here.
+    config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file[:args].', lock_config=True)
+  except Exception as e:
+    sys.exit(f'lamina: config error: {_one_line(e)}')
+  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and TensorBoard files.', required=True)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # flag and config-file errors: one line, not a traceback
+    sys.exit(f'lamina: config error: {_one_line(e)}')
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = flags.FLAGS.config
   try:
-    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    config.keys()
+  except OSError as e:  # config_flags defers a missing file's error to first access
+    sys.exit(f'lamina: config error: cannot load --config: {_one_line(e)}')
+  try:
+    train_and_evaluate(config, flags.FLAGS.workdir)
   except ConfigError as e:
     sys.exit(f'lamina: config error: {e}')
   except NonFiniteLossError as e:
@@ -35,4 +69,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  _define_flags()
+  app.run(main, flags_parser=_parse_flags)
