@@ -15,7 +15,7 @@ from flax.typing import Dtype
 from models import layers
 
 BLOCKS = ('basic', 'bottleneck')
-STEMS = ('imagenet', 'cifar')
+STEMS = ('imagenet', 'cifar', 'small')
 
 
 class ResidualBlock(nn.Module):
@@ -71,7 +71,8 @@ class ResNet(nn.Module):
   Stage i has `stage_sizes[i]` blocks of `width * 2**i` filters; every stage but the
   first halves the resolution in its first block. `stem='imagenet'` is a 7x7/2 conv
   and a 3x3/2 max pool (for 224x224 images); `stem='cifar'` a 3x3/1 conv with no pool
-  (for 32x32 and smaller). Convolutions are N-d by the input's rank, like CNN's.
+  (for 32x32 and smaller); `stem='small'` the cifar conv then a 2x2/2 max pool, so
+  28x28 images run their stages at 14x14 and below. Convolutions are N-d by the input's rank, like CNN's.
   """
 
   num_classes: int
@@ -100,6 +101,8 @@ class ResNet(nn.Module):
     if self.stem == 'imagenet':
       x = layers.pool(x, 'max', window=(3,) * spatial, strides=(2,) * spatial,
                       padding=((1, 1),) * spatial)
+    elif self.stem == 'small':
+      x = layers.pool(x, 'max', window=(2,) * spatial, strides=(2,) * spatial)
     x = layers.constrain(x, 'conv_out')
 
     for i, num_blocks in enumerate(self.stage_sizes):
