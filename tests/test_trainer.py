@@ -81,3 +81,13 @@ def test_nan_loss_stops_the_run_and_names_the_step(workdir):
   with pytest.raises(NonFiniteLossError, match=r'non-finite at step \d+'):
     train_and_evaluate(config, workdir)
   assert os.listdir(os.path.join(workdir, 'checkpoints')) == []  # no NaN state was saved
+
+
+def test_several_steps_per_call_equal_single_steps(tmp_path):
+  kw = {'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
+  single = train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'k1'))
+  fused = train_and_evaluate(small_digits_config(steps_per_call=5, **kw), str(tmp_path / 'k5'))
+  a, b = read_metrics(str(tmp_path / 'k1')), read_metrics(str(tmp_path / 'k5'))
+  assert [r['step'] for r in a] == [r['step'] for r in b] == [10, 20]
+  np.testing.assert_allclose([r['train/loss'] for r in a], [r['train/loss'] for r in b], rtol=1e-5)
+  assert single['eval/accuracy'] == pytest.approx(fused['eval/accuracy'], abs=1 / 360)

@@ -57,7 +57,7 @@ def make_train_call(task: Task, tx: optax.GradientTransformation, *, accum_steps
     ema_params = state.ema_params
     if ema_decay:
       ema_params = optax.incremental_update(params, ema_params, 1.0 - ema_decay)
-    metrics = {**metrics, 'grad_norm': optax.global_norm(grads)}
+    metrics = {**metrics, 'grad_norm': optax.tree.norm(grads)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               model_state=model_state, ema_params=ema_params)
     return new_state, metrics

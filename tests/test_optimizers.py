@@ -1,0 +1,80 @@
+"""Optimizers and schedules from config.optimizer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from train_lib import optimizers
+from train_lib.config_defaults import base_config
+from train_lib.errors import ConfigError
+
+
+def _cfg(**kw):
+  cfg = base_config().optimizer
+  cfg.update(kw)
+  return cfg
+
+
+def test_warmup_then_cosine_to_end_factor():
+  lr = optimizers.make_schedule(_cfg(learning_rate=1.0, schedule='cosine', warmup_steps=10, end_factor=0.1), 110)
+  assert float(lr(0)) == 0.0
+  assert float(lr(5)) == pytest.approx(0.5)
+  assert float(lr(10)) == pytest.approx(1.0)
+  assert float(lr(60)) == pytest.approx(0.55, abs=1e-6)  # halfway down the cosine
+  assert float(lr(110)) == pytest.approx(0.1)
+
+
+def test_linear_and_constant():
+  linear = optimizers.make_schedule(_cfg(learning_rate=2.0, schedule='linear'), 100)
+  assert float(linear(50)) == pytest.approx(1.0)
+  constant = optimizers.make_schedule(_cfg(learning_rate=2.0), 100)
+  assert float(constant(99)) == 2.0
+
+
+def _one_update(cfg, params, grads):
+  tx = optimizers.make_optimizer(cfg, 100)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  return updates
+
+
+def test_weight_decay_skips_biases_and_scales():
+  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  for name in ('sgd', 'adamw'):
+    updates = _one_update(_cfg(name=name, learning_rate=0.1, weight_decay=0.5), params, zeros)
+    assert np.all(np.asarray(updates['kernel']) < 0), name
+    np.testing.assert_array_equal(updates['bias'], 0.0)
+  updates = _one_update(_cfg(name='sgd', learning_rate=0.1, weight_decay=0.5, weight_decay_mask='all'), params, zeros)
+  assert np.all(np.asarray(updates['bias']) < 0)
+
+
+def test_gradient_clipping_bounds_the_update():
+  params = {'w': jnp.zeros((4,))}
+  grads = {'w': jnp.full((4,), 100.0)}
+  updates = _one_update(_cfg(name='sgd', learning_rate=1.0, grad_clip_norm=1.0), params, grads)
+  assert float(optax.tree.norm(updates)) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize('name', optimizers.OPTIMIZERS)
+def test_every_optimizer_descends(name):
+  params = {'w': jnp.array([3.0, -2.0])}
+  tx = optimizers.make_optimizer(_cfg(name=name, learning_rate=0.1), 100)
+  state = tx.init(params)
+  loss = lambda p: jnp.sum(p['w'] ** 2)
+  for _ in range(20):
+    updates, state = tx.update(jax.grad(loss)(params), state, params)
+    params = optax.apply_updates(params, updates)
+  assert float(loss(params)) < 13.0 / 2
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('name', 'rmsprop', "unknown 'rmsprop'; valid optimizers are"),
+    ('schedule', 'step', "unknown 'step'; valid schedules are"),
+    ('weight_decay_mask', 'biases', "unknown 'biases'; valid masks are"),
+    ('learning_rate', -1.0, 'learning_rate must be >= 0'),
+])
+def test_bad_values(field, value, message):
+  with pytest.raises(ConfigError, match=message):
+    optimizers.validate(_cfg(**{field: value}))
