@@ -4,7 +4,8 @@ import gzip
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+from input_pipeline.builders import in_memory
 
 IDX_DIR = '/usr/share/datasets/fashion-mnist'
 _FILES = {
@@ -21,8 +22,7 @@ def idx_files_present() -> bool:
              for pair in _FILES.values() for f in pair)
 
 
-class LaminaFashionMnist(tfds.core.GeneratorBasedBuilder,
-                         skip_registration=True):
+class LaminaFashionMnist(in_memory.InMemoryBuilder, skip_registration=True):
   """The full Fashion-MNIST (60,000 train / 10,000 test) from local idx files.
 
   Read from `IDX_DIR` (`apt-get install dataset-fashion-mnist`); the splits
@@ -30,32 +30,14 @@ class LaminaFashionMnist(tfds.core.GeneratorBasedBuilder,
   `label` is 0..9 with tfds `fashion_mnist`'s class names.
   """
 
-  VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Original 60000/10000 split from idx files.'}
+  INPUT_SHAPE = (28, 28, 1)
+  CLASS_NAMES = CLASS_NAMES
+  HOMEPAGE = 'https://github.com/zalandoresearch/fashion-mnist'
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(
-                shape=(28, 28, 1), dtype=np.uint8,
-                encoding=tfds.features.Encoding.BYTES),
-            'label': tfds.features.ClassLabel(names=CLASS_NAMES),
-        }),
-        supervised_keys=('image', 'label'),
-        homepage='https://github.com/zalandoresearch/fashion-mnist',
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Data ships with the Debian package.
-    return {split: self._generate_examples(*files)
-            for split, files in _FILES.items()}
-
-  def _generate_examples(self, images_file, labels_file):
-    images = _read_idx(images_file)[..., None]
-    labels = _read_idx(labels_file).astype(np.int64)
-    for i in range(len(labels)):
-      yield i, {'image': images[i], 'label': labels[i]}
+  def _split_arrays(self):
+    return {split: (_read_idx(images)[..., None], _read_idx(labels))
+            for split, (images, labels) in _FILES.items()}
 
 
 def _read_idx(name: str) -> np.ndarray:

@@ -3,10 +3,11 @@
 import random
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+from input_pipeline.builders import in_memory
 
 
-class LaminaMnist1d(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LaminaMnist1d(in_memory.InMemoryBuilder, skip_registration=True):
   """MNIST-1D: 4,000 train / 1,000 test 1-D signals of length 40, 10 classes.
 
   Exactly the paper's set: `mnist1d.data.make_dataset(get_dataset_args())`
@@ -16,33 +17,15 @@ class LaminaMnist1d(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   and `label` is 0..9; the train/test split is mnist1d's own 80/20 split.
   """
 
-  VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'make_dataset(get_dataset_args()), 4000/1000.'}
+  INPUT_KEY = 'signal'
+  INPUT_SHAPE = (40, 1)
+  INPUT_DTYPE = np.float32
+  HOMEPAGE = 'https://github.com/greydanus/mnist1d'
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict({
-            'signal': tfds.features.Tensor(
-                shape=(40, 1), dtype=np.float32,
-                encoding=tfds.features.Encoding.BYTES),
-            'label': tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=('signal', 'label'),
-        homepage='https://github.com/greydanus/mnist1d',
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Generated locally.
+  def _split_arrays(self):
     data = _make_dataset()
-    return {
-        'train': self._generate_examples(data['x'], data['y']),
-        'test': self._generate_examples(data['x_test'], data['y_test']),
-    }
-
-  def _generate_examples(self, xs, ys):
-    for i, (x, y) in enumerate(zip(xs, ys)):
-      yield i, {'signal': x.astype(np.float32)[:, None], 'label': int(y)}
+    return {'train': (data['x'][..., None], data['y']), 'test': (data['x_test'][..., None], data['y_test'])}
 
 
 def _make_dataset() -> dict:
