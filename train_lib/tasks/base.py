@@ -5,14 +5,16 @@ nothing about meshes, data loading, checkpoints or the loop. The trainer calls:
 
   init_variables(rng, batch) -> {'params': ..., other collections ...}  (boxed, logical axes)
   make_optimizer(total_steps) -> optax transformation over all params
-  compute_grads(params, model_state, batch, rng) -> (grads, new_model_state, metrics)
+  train_step(state, batch, rng, tx, accum_steps) -> (state, metrics)   # one optimizer step
   eval_metrics(params, model_state, batch) -> {name: per-example values}
 
-The default `compute_grads` differentiates `loss`. Families that need more override it:
-a GAN returns the discriminator's and the generator's gradients in one tree and
-builds an optimizer per net with `optax.multi_transform`; distillation keeps the
-frozen teacher in a non-'params' collection so it is never differentiated; a
-diffusion task's sampler runs in its own evaluator.
+The default `train_step` differentiates `loss` (through `compute_grads`, over
+micro-batches) and applies `tx` once. Families override the piece they need:
+a GAN overrides `train_step` to update its discriminator and then its generator,
+each with its half of an `optax.multi_transform` optimizer over {'d': ..., 'g': ...};
+distillation keeps the frozen teacher in a non-'params' collection, so it is never
+differentiated; contrastive and language-model tasks only define `loss`; a diffusion
+task's sampler runs in its own evaluator.
 """
 
 import abc
@@ -22,8 +24,9 @@ import jax
 import ml_collections
 import optax
 
-from train_lib import optimizers
+from train_lib import gradients, optimizers
 from train_lib.errors import ConfigError
+from train_lib.train_state import TrainState
 
 Metrics = dict[str, jax.Array]
 
@@ -57,10 +60,6 @@ class Task(abc.ABC):
   def eval_metrics(self, params: Any, model_state: Any, batch: dict) -> Metrics:
     """Per-example metric values of shape [batch]; the trainer masks padding and averages."""
 
-  def examples_in(self, batch: dict) -> int:
-    """How many examples a (host-local or global) batch holds, for throughput."""
-    return jax.tree.leaves(batch)[0].shape[0]
-
   def make_optimizer(self, total_steps: int) -> optax.GradientTransformation:
     return optimizers.make_optimizer(self.config.optimizer, total_steps)
 
@@ -68,3 +67,13 @@ class Task(abc.ABC):
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
     (loss, (model_state, metrics)), grads = grad_fn(params, model_state, batch, rng)
     return grads, model_state, {'loss': loss, **metrics}
+
+  def train_step(self, state: TrainState, batch: dict, rng: jax.Array, tx: optax.GradientTransformation,
+                 accum_steps: int) -> tuple[TrainState, Metrics]:
+    """One optimizer step; the trainer adds the step count and the EMA."""
+    grads, model_state, metrics = gradients.accumulate(
+        self.compute_grads, accum_steps, state.params, state.model_state, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(params=params, opt_state=opt_state, model_state=model_state)
+    return new_state, {**metrics, 'grad_norm': optax.tree.norm(grads)}

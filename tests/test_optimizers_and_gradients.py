@@ -78,3 +78,23 @@ def test_every_optimizer_descends(name):
 def test_bad_values(field, value, message):
   with pytest.raises(ConfigError, match=message):
     optimizers.validate(_cfg(**{field: value}))
+
+
+def test_micro_batches_interleave_so_each_device_keeps_its_rows():
+  from train_lib import gradients
+  batch = {'x': jnp.arange(8)}
+  np.testing.assert_array_equal(gradients.micro_batches(batch, 2)['x'], [[0, 2, 4, 6], [1, 3, 5, 7]])
+
+
+def test_accumulated_gradient_is_the_mean_over_micro_batches():
+  from train_lib import gradients
+  x = jnp.arange(8.0)
+
+  def grad_fn(params, model_state, batch, rng):
+    grads = jax.grad(lambda p: jnp.mean((p * batch['x']) ** 2))(params)
+    return grads, model_state, {'loss': jnp.mean(batch['x'])}
+
+  full, _, _ = grad_fn(1.5, {}, {'x': x}, None)
+  accumulated, _, metrics = gradients.accumulate(grad_fn, 4, 1.5, {}, {'x': x}, jax.random.PRNGKey(0))
+  assert float(accumulated) == pytest.approx(float(full))
+  assert float(metrics['loss']) == pytest.approx(3.5)
