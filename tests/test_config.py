@@ -108,3 +108,13 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_second():
                              capture_output=True, text=True, check=True).stdout.strip() for which in ('run', 'test')]
   assert 'python -m train_lib.main' in commands[0]
   assert 'pytest' in commands[1] and 'dataset-fashion-mnist' in commands[1]
+
+
+def test_epochs_become_a_whole_number_of_device_calls():
+  from train_lib.trainer import resolve_total_steps
+  config = base_config()
+  config.batch_size, config.num_epochs, config.steps_per_call = 100, 1.5, 4
+  assert resolve_total_steps(config, 1000) == 16  # 15 steps cover 1.5 epochs; calls hold 4
+  config.num_epochs, config.total_steps = None, 10
+  with pytest.raises(ConfigError, match='total_steps=10 must be a multiple of steps_per_call=4'):
+    resolve_total_steps(config, 1000)

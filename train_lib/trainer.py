@@ -61,15 +61,15 @@ class _Run:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     config_check.validate(config)
     self.config = config
-    self.workdir = workdir_lib.prepare(workdir)
     self.mesh = make_mesh(config.mesh)
     self.rules = tuple(tuple(rule) for rule in config.sharding_rules)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
     config_check.validate_batch_layout(config, data_parallel_size(self.mesh, self.rules), self.process_count)
     data_info = input_pipeline.dataset_info(config.data)
     self.task = tasks.get(config, data_info)
-    self.total_steps = resolve_total_steps(config, data_info['splits'][config.data.train_split])
+    self.total_steps = resolve_total_steps(config, len(input_pipeline.get_source(config.data, config.data.train_split)))
     self.tx = self.task.make_optimizer(self.total_steps)
+    self.workdir = workdir_lib.prepare(workdir)  # last check: a bad config leaves no directory behind
     loader = input_pipeline.make_train_loader(
         config.data, global_batch_size=config.batch_size, seed=config.seed,
         process_index=self.process_index, process_count=self.process_count)
