@@ -91,3 +91,11 @@ def test_several_steps_per_call_equal_single_steps(tmp_path):
   assert [r['step'] for r in a] == [r['step'] for r in b] == [10, 20]
   np.testing.assert_allclose([r['train/loss'] for r in a], [r['train/loss'] for r in b], rtol=1e-5)
   assert single['eval/accuracy'] == pytest.approx(fused['eval/accuracy'], abs=1 / 360)
+
+
+def test_grain_worker_processes_feed_the_same_batches(tmp_path):
+  kw = {'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
+  train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'inline'))
+  train_and_evaluate(small_digits_config(**{'data.worker_count': 1}, **kw), str(tmp_path / 'worker'))
+  inline, worker = read_metrics(str(tmp_path / 'inline')), read_metrics(str(tmp_path / 'worker'))
+  assert [r['train/loss'] for r in inline] == [r['train/loss'] for r in worker]
