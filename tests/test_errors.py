@@ -1,6 +1,7 @@
 """Bad input: one clear line, a non-zero exit, before any compile, nothing half-written."""
 
 import os
+import re
 
 import pytest
 
@@ -81,3 +82,13 @@ def test_batch_not_divisible_by_devices(workdir):
                     env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
   assert result.returncode != 0
   assert 'batch_size=12 is not divisible by the 8 data-parallel devices' in _last_line(result)
+
+
+def test_mesh_axis_that_does_not_divide_a_parameter(workdir):
+  # MNIST-1D's paper CNN has 25 channels: tensor=2 cannot split them.
+  result = run_main(f'--workdir={workdir}', '--config=experiments/mnist1d.py', '--config.mesh.tensor=2',
+                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  assert result.returncode != 0
+  assert re.search(r"conv_0.*has size 25 in dimension 3, which the mesh axes \('tensor',\) \(2 devices\) do not "
+                   'divide', _last_line(result)), result.stderr[-2000:]
+  assert not os.path.exists(workdir)

@@ -5,6 +5,7 @@ mapped through the config's rules, and the state is initialised inside `jax.jit`
 with those out_shardings, so no device ever holds more than its shard.
 """
 
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -13,6 +14,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from train_lib.errors import ConfigError
 from train_lib.tasks.base import Task
 from train_lib.train_state import TrainState
 
@@ -49,7 +51,21 @@ def state_shardings(create_boxed: Callable, rng: jax.Array, mesh: Mesh, rules: S
   boxed = jax.eval_shape(create_boxed, rng)
   logical_specs = nn.get_partition_spec(boxed)
   shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
-  return _strip_boxes(boxed), shardings
+  abstract = _strip_boxes(boxed)
+  jax.tree_util.tree_map_with_path(_check_divisible, abstract, shardings)
+  return abstract, shardings
+
+
+def _check_divisible(path, leaf: jax.ShapeDtypeStruct, sharding) -> None:
+  """Every sharded dimension must split evenly over its mesh axes."""
+  for dim, (size, axes) in enumerate(zip(leaf.shape, sharding.spec)):
+    axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    parts = math.prod(sharding.mesh.shape[a] for a in axes)
+    if size % parts:
+      raise ConfigError(
+          f'{jax.tree_util.keystr(path)} has size {size} in dimension {dim}, which the mesh axes '
+          f'{axes} ({parts} devices) do not divide; change config.mesh or map that logical axis '
+          'to None in config.sharding_rules')
 
 
 def init_state(create_boxed: Callable, rng: jax.Array, shardings) -> TrainState:

@@ -6,13 +6,13 @@ config -> checks -> mesh -> data -> task -> sharded state (restored or fresh)
 
 import math
 import os
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 from flax import linen as nn
+from jax.sharding import Mesh
 
 import input_pipeline
 from train_lib import config_check, log_filter, state_init, steps, tasks, workdir as workdir_lib
@@ -56,24 +56,30 @@ def _summarize(pending: list[dict]) -> dict[str, float]:
 
 
 class _Run:
-  """The pieces of one run, built and checked before anything is compiled."""
+  """The pieces of one run, built and checked before anything is compiled or written.
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    config_check.validate(config)
+  Built under the mesh and the logical-axis rules, which shape inference needs.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, mesh: Mesh):
     self.config = config
-    self.mesh = make_mesh(config.mesh)
-    self.rules = tuple(tuple(rule) for rule in config.sharding_rules)
+    self.mesh = mesh
+    self.rules = logical_rules(config)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
-    config_check.validate_batch_layout(config, data_parallel_size(self.mesh, self.rules), self.process_count)
+    config_check.validate_batch_layout(config, data_parallel_size(mesh, self.rules), self.process_count)
     data_info = input_pipeline.dataset_info(config.data)
     self.task = tasks.get(config, data_info)
     self.total_steps = resolve_total_steps(config, len(input_pipeline.get_source(config.data, config.data.train_split)))
     self.tx = self.task.make_optimizer(self.total_steps)
-    self.workdir = workdir_lib.prepare(workdir)  # last check: a bad config leaves no directory behind
     loader = input_pipeline.make_train_loader(
         config.data, global_batch_size=config.batch_size, seed=config.seed,
         process_index=self.process_index, process_count=self.process_count)
     self.iterator = iter(loader)
+    self.sample = _peek(self.iterator)
+    self.rng = jax.random.PRNGKey(config.seed)
+    self.create_state = state_init.boxed_state_fn(self.task, self.tx, self.sample, use_ema=config.ema_decay > 0)
+    self.abstract_state, self.shardings = state_init.state_shardings(self.create_state, self.rng, mesh, self.rules)
+    self.workdir = workdir_lib.prepare(workdir)  # last check: a bad config leaves no directory behind
 
   def local_to_global(self, local: dict, sharding) -> dict:
     def to_global(x):
@@ -82,22 +88,24 @@ class _Run:
     return jax.tree.map(to_global, local)
 
 
+def logical_rules(config: ml_collections.ConfigDict) -> tuple:
+  return tuple(tuple(rule) for rule in config.sharding_rules)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from the latest checkpoint in `workdir`), evaluates, returns final metrics."""
   log_filter.quiet_library_info()
-  run = _Run(config, workdir)
-  with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
-    return _train(run)
+  config_check.validate(config)
+  mesh = make_mesh(config.mesh)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(logical_rules(config)):
+    return _train(_Run(config, workdir, mesh))
 
 
 def _train(run: _Run) -> dict[str, float]:
   config, task, mesh, rules = run.config, run.task, run.mesh, run.rules
   use_ema = config.ema_decay > 0
-  sample = _peek(run.iterator)
-  create = state_init.boxed_state_fn(task, run.tx, sample, use_ema)
-  rng = jax.random.PRNGKey(config.seed)
-  abstract, shardings = state_init.state_shardings(create, rng, mesh, rules)
-  target = state_init.with_shardings(abstract, shardings)
+  sample, shardings = run.sample, run.shardings
+  target = state_init.with_shardings(run.abstract_state, shardings)
 
   checkpointer = Checkpointer(os.path.join(run.workdir, 'checkpoints'), config.checkpoint, config)
   start = checkpointer.latest_step() or 0
@@ -105,7 +113,7 @@ def _train(run: _Run) -> dict[str, float]:
     logging.info('Resuming from the checkpoint at step %d', start)
     state = checkpointer.restore(start, target, run.iterator)
   else:
-    state = state_init.init_state(create, rng, shardings)
+    state = state_init.init_state(run.create_state, run.rng, shardings)
   if run.process_index == 0:
     workdir_lib.write_config(run.workdir, config)
 

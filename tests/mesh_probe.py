@@ -1,0 +1,39 @@
+"""Run in a subprocess with forced host devices: trains the default experiment briefly on
+one mesh and prints its per-step losses and how its parameters are sharded, as JSON.
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_probe.py WORKDIR data=2,fsdp=2,tensor=2
+"""
+
+import json
+import sys
+
+import jax
+
+from tests.conftest import small_digits_config
+from train_lib import trainer
+from train_lib.metric_writer import read_metrics
+
+
+def main(workdir: str, mesh_arg: str) -> None:
+  config = small_digits_config(total_steps=20, log_every=1, eval_every=0, **{'checkpoint.every': 0})
+  config.mesh.data = 1
+  for item in mesh_arg.split(','):
+    axis, size = item.split('=')
+    config.mesh[axis] = int(size)
+  trainer.train_and_evaluate(config, workdir)
+  # The shardings the state was created with, by parameter path.
+  with jax.set_mesh(trainer.make_mesh(config.mesh)):
+    run = trainer._Run(config, workdir + '_probe', trainer.make_mesh(config.mesh))
+  def describe(path, sharding, leaf):
+    return jax.tree_util.keystr(path), {'spec': str(sharding.spec), 'shape': list(leaf.shape),
+                                        'shard_shape': list(sharding.shard_shape(leaf.shape))}
+  described = jax.tree_util.tree_map_with_path(describe, run.shardings.params, run.abstract_state.params)
+  print(json.dumps({
+      'losses': [r['train/loss'] for r in read_metrics(workdir)],
+      'params': dict(jax.tree.leaves(described, is_leaf=lambda x: isinstance(x, tuple))),
+      'devices': jax.device_count(),
+  }))
+
+
+if __name__ == '__main__':
+  main(*sys.argv[1:])
