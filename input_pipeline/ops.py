@@ -107,7 +107,7 @@ def random_crop(pad: int, key: str = 'image') -> Op:
     x = _images(batch, key)
     b, h, w, _ = x.shape
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    top, left = rng.integers(0, 2 * pad + 1, size=(2, b))
+    top, left = rng.integers(0, 2 * pad + 1, size=(b, 2)).T  # example axis first
     rows = (top[:, None] + np.arange(h))[:, :, None]
     cols = (left[:, None] + np.arange(w))[:, None, :]
     return {**batch, key: padded[np.arange(b)[:, None, None], rows, cols]}

@@ -10,8 +10,8 @@ Global batch k covers positions [k*G, (k+1)*G) of an endless stream of epochs,
 each a fresh permutation of the split (seeded by (seed, epoch)); batches run
 across epoch boundaries, so epoch = step * G / N exactly and nothing is
 dropped. The stream depends only on (seed, G), not on the process count: a run
-resumed on a different topology sees the same global batches (augmentations,
-seeded by (seed, k, process), do differ).
+resumed on a different topology sees the same global batches, augmentations
+included (batch_rng.GlobalBatchRng).
 """
 
 from absl import flags
@@ -19,6 +19,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from input_pipeline import batch_rng
 from input_pipeline import hosts
 from input_pipeline import preprocess
 from input_pipeline import records as records_lib
@@ -37,7 +38,6 @@ class GlobalBatchSource(grain.sources.RandomAccessDataSource):
     self._pipeline = pipeline
     self._global_batch_size = global_batch_size
     self._local_batch_size = global_batch_size // process_count
-    self._process_index = process_index
     self._offset = process_index * self._local_batch_size
     self._shuffle = shuffle
     self._seed = seed
@@ -53,7 +53,8 @@ class GlobalBatchSource(grain.sources.RandomAccessDataSource):
     if self._shuffle:
       i = np.concatenate([self._permutation(int(e))[i[epoch == e]]
                           for e in np.unique(epoch)])
-    rng = np.random.default_rng([self._seed, k, self._process_index])
+    rng = batch_rng.GlobalBatchRng([self._seed, k], offset=self._offset, rows=self._local_batch_size,
+                                   global_rows=self._global_batch_size)
     return self._pipeline(self._records.read(i), rng)
 
   def _permutation(self, epoch: int) -> np.ndarray:

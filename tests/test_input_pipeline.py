@@ -302,6 +302,14 @@ def test_process_shards_are_slices_of_the_same_global_batches(data_dir):
       assert len(set(rows({'image': joined}))) == 96  # Disjoint shards.
 
 
+def test_augmentation_does_not_depend_on_the_process_count(data_dir):
+  cfg = config(data_dir, pp_train='random_crop(pad=2)|random_flip_lr')
+  whole, _ = take(cfg, 3, global_batch_size=96)
+  parts = [take(cfg, 3, global_batch_size=96, process_index=p, process_count=3)[0] for p in range(3)]
+  for k in range(3):
+    np.testing.assert_array_equal(np.concatenate([part[k]['image'] for part in parts]), whole[k]['image'])
+
+
 def test_an_epoch_is_a_permutation_and_batches_cross_epochs(data_dir):
   cfg = config(data_dir)
   batches, _ = take(cfg, 23, global_batch_size=128)  # 23 * 128 > 2 * 1437.

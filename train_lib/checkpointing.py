@@ -4,11 +4,15 @@ Saves are async and atomic (orbax writes to a temporary directory and renames it
 commit), so a run killed mid-save leaves the previous checkpoint as the latest.
 """
 
+import dataclasses
 import json
+from typing import Any
 
 import grain
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
 from train_lib.train_state import TrainState
 
@@ -27,6 +31,35 @@ class _IteratorSnapshot:
     return self._state
 
 
+class _DataStateHandler(grain.checkpoint.CheckpointHandler):
+  """grain's handler, except that a run may resume on a different number of processes.
+
+  grain writes one `process_{i}-of-{n}.json` per process. lamina's loader stream
+  depends only on the seed and the global batch size, so every process's file holds
+  the same position and any of them restores any topology.
+  """
+
+  def restore(self, directory: epath.Path, item: Any = None, args: Any = None) -> Any:
+    item = item or args.item
+    files = sorted(directory.glob('process_*-of-*.json'))
+    exact = directory / f'process_{jax.process_index()}-of-{jax.process_count()}.json'
+    item.set_state((exact if exact.exists() else files[0]).read_text().encode())
+    item.start_prefetch()
+    return item
+
+
+@ocp.args.register_with_handler(_DataStateHandler, for_save=True)
+@dataclasses.dataclass
+class DataStateSave(ocp.args.CheckpointArgs):
+  item: Any
+
+
+@ocp.args.register_with_handler(_DataStateHandler, for_restore=True)
+@dataclasses.dataclass
+class DataStateRestore(ocp.args.CheckpointArgs):
+  item: Any
+
+
 class Checkpointer:
 
   def __init__(self, directory: str, cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict):
@@ -41,7 +74,7 @@ class Checkpointer:
   def save(self, step: int, state: TrainState, data_state: bytes, *, force: bool = False) -> None:
     self._manager.save(step, force=force, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_state)),
+        data=DataStateSave(_IteratorSnapshot(data_state)),
         config=ocp.args.JsonSave(self._config),
     ))
 
@@ -49,7 +82,7 @@ class Checkpointer:
     """Restores onto the shardings carried by `abstract_state`; sets the iterator's position."""
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iterator),
+        data=DataStateRestore(data_iterator),
     ))
     return restored.state
 

@@ -12,6 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import experiments
+from train_lib import runtime
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.trainer import train_and_evaluate
 
@@ -40,6 +41,9 @@ def _define_flags() -> None:
   except Exception as e:
     sys.exit(f'lamina: config error: {_one_line(e)}')
   flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and TensorBoard files.', required=True)
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for a multi-process run.')
+  flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
+  flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -52,6 +56,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  runtime.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
   config = flags.FLAGS.config
   try:
     config.keys()

@@ -44,9 +44,18 @@ def _peek(iterator) -> dict:
   return batch
 
 
+def replicated_to_host(tree):
+  """Host copies of replicated arrays, from this process's own replica.
+
+  A global array spanning other processes' devices cannot be fetched whole; a
+  replicated one has every value on the first local device already.
+  """
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
 def _summarize(pending: list[dict]) -> dict[str, float]:
   """Means of the train metrics over the calls since the last log; stops on NaN/inf."""
-  host = jax.device_get(pending)
+  host = replicated_to_host(pending)
   bad = min(int(m['first_nonfinite_step']) for m in host)
   if bad != steps.ALL_FINITE:
     raise NonFiniteLossError(
@@ -136,7 +145,7 @@ def _train(run: _Run) -> dict[str, float]:
         process_index=run.process_index, process_count=run.process_count):
       sums = eval_step(state, run.local_to_global(local, eval_batches))
       totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = jax.device_get(totals)
+    totals = replicated_to_host(totals)
     count = totals.pop('count')
     return {'eval/num_examples': int(count), **{f'eval/{name}': float(value / count) for name, value in totals.items()}}
 
@@ -157,7 +166,7 @@ def _train(run: _Run) -> dict[str, float]:
       state, metrics = train_call(state, batches)
       step += k
       pending.append(metrics)
-      if watcher.requested:
+      if watcher.should_stop(step):
         _summarize(pending)
         checkpointer.save(step, state, data_state, force=True)
         checkpointer.wait()
@@ -172,7 +181,8 @@ def _train(run: _Run) -> dict[str, float]:
         record.update(evaluate(state))
       if record:
         writer.write(step, record)
-        logging.info('%s', progress.line(step, record))
+        if run.process_index == 0:
+          logging.info('%s', progress.line(step, record))
       if (config.checkpoint.every and step % config.checkpoint.every == 0) or is_last:
         if pending:
           _summarize(pending)  # never checkpoint a state that went NaN
