@@ -20,13 +20,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.pp_train = 'value_range(0, 1)|random_crop(pad=2)|random_flip_lr'
   config.data.pp_eval = 'value_range(0, 1)'
   config.model = ml_collections.ConfigDict({
-      'name': 'resnet', 'stage_sizes': (1, 1), 'width': 32, 'stem': 'small', 'block': 'basic'})
+      'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic'})
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.num_epochs = arg.epochs
   config.optimizer.name = 'momentum'
   config.optimizer.nesterov = True
-  config.optimizer.learning_rate = 0.05
+  config.optimizer.learning_rate = 0.1
   config.optimizer.weight_decay = 5e-4
   config.optimizer.schedule = 'cosine'
   config.optimizer.warmup_steps = 200

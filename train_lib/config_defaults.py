@@ -55,6 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1, 'expert': 1})
   c.sharding_rules = mesh.DEFAULT_RULES
   c.tiny = False
+  c.dry_run = False  # compile, print memory / FLOPs / shardings, and stop
   return c
 
 

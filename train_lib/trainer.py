@@ -15,7 +15,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 import input_pipeline
-from train_lib import config_check, log_filter, state_init, steps, tasks, workdir as workdir_lib
+from train_lib import accounting, config_check, dry_run, log_filter, state_init, steps, tasks, workdir as workdir_lib
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.feeder import Feeder
@@ -110,33 +110,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _train(_Run(config, workdir, mesh))
 
 
-def _train(run: _Run) -> dict[str, float]:
-  config, task, mesh, rules = run.config, run.task, run.mesh, run.rules
-  use_ema = config.ema_decay > 0
-  sample, shardings = run.sample, run.shardings
-  target = state_init.with_shardings(run.abstract_state, shardings)
-
-  checkpointer = Checkpointer(os.path.join(run.workdir, 'checkpoints'), config.checkpoint, config)
-  start = checkpointer.latest_step() or 0
-  if start:
-    logging.info('Resuming from the checkpoint at step %d', start)
-    state = checkpointer.restore(start, target, run.iterator)
-  else:
-    state = state_init.init_state(run.create_state, run.rng, shardings)
-  if run.process_index == 0:
-    workdir_lib.write_config(run.workdir, config)
-
-  k = config.steps_per_call
-  train_batches = batch_sharding(mesh, rules, leading_dims=1)
-  eval_batches = batch_sharding(mesh, rules)
+def _compile(run: _Run):
+  """The train call, AOT-compiled for the state's and the batches' shardings."""
+  k = run.config.steps_per_call
+  train_batches = batch_sharding(run.mesh, run.rules, leading_dims=1)
   batch_spec = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct((k, config.batch_size, *x.shape[1:]), x.dtype, sharding=train_batches), sample)
-  train_call = jax.jit(
-      steps.make_train_call(task, run.tx, accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay),
-      in_shardings=(shardings, train_batches), out_shardings=(shardings, replicated(mesh)), donate_argnums=0,
-  ).lower(target, batch_spec).compile()
-  eval_step = jax.jit(steps.make_eval_step(task, use_ema=use_ema),
-                      in_shardings=(shardings, eval_batches), out_shardings=replicated(mesh))
+      lambda x: jax.ShapeDtypeStruct((k, run.config.batch_size, *x.shape[1:]), x.dtype, sharding=train_batches),
+      run.sample)
+  train_call = steps.make_train_call(
+      run.task, run.tx, accum_steps=run.config.grad_accum_steps, ema_decay=run.config.ema_decay)
+  return jax.jit(train_call, in_shardings=(run.shardings, train_batches),
+                 out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0,
+                 ).lower(state_init.with_shardings(run.abstract_state, run.shardings), batch_spec).compile()
+
+
+def _evaluator(run: _Run):
+  """state -> {'eval/...': mean over the whole eval split, each example counted once}."""
+  eval_batches = batch_sharding(run.mesh, run.rules)
+  eval_step = jax.jit(steps.make_eval_step(run.task, use_ema=run.config.ema_decay > 0),
+                      in_shardings=(run.shardings, eval_batches), out_shardings=replicated(run.mesh))
+  config = run.config
 
   def evaluate(state) -> dict[str, float]:
     totals = None
@@ -149,6 +142,28 @@ def _train(run: _Run) -> dict[str, float]:
     count = totals.pop('count')
     return {'eval/num_examples': int(count), **{f'eval/{name}': float(value / count) for name, value in totals.items()}}
 
+  return evaluate
+
+
+def _train(run: _Run) -> dict[str, float]:
+  config = run.config
+  train_call = _compile(run)
+  k = config.steps_per_call
+  flops = accounting.flops_per_call(train_call) / k
+  if config.dry_run:
+    logging.info('%s', dry_run.report(run.abstract_state, run.shardings, train_call, flops))
+    return {'perf/model_flops_per_step': flops}
+
+  checkpointer = Checkpointer(os.path.join(run.workdir, 'checkpoints'), config.checkpoint, config)
+  start = checkpointer.latest_step() or 0
+  if start:
+    logging.info('Resuming from the checkpoint at step %d', start)
+    state = checkpointer.restore(start, state_init.with_shardings(run.abstract_state, run.shardings), run.iterator)
+  else:
+    state = state_init.init_state(run.create_state, run.rng, run.shardings)
+  if run.process_index == 0:
+    workdir_lib.write_config(run.workdir, config)
+  evaluate = _evaluator(run)
   writer = MetricWriter(run.workdir, enabled=run.process_index == 0, resume_step=start)
   if start >= run.total_steps:
     logging.info('The run in %s is already complete at step %d', run.workdir, start)
@@ -156,9 +171,12 @@ def _train(run: _Run) -> dict[str, float]:
     checkpointer.close()
     return evaluate(state)
 
-  feeder = Feeder(run.iterator, steps_per_call=k, sharding=train_batches, process_count=run.process_count)
+  feeder = Feeder(run.iterator, steps_per_call=k, sharding=batch_sharding(run.mesh, run.rules, leading_dims=1),
+                  process_count=run.process_count)
   watcher = PreemptionWatcher()
-  progress = Progress(run.total_steps, start, config.batch_size)
+  peak, peak_source = accounting.peak_flops_per_device(config.compute_dtype, run.workdir)
+  logging.info('Model FLOPs per step per device: %.3g; peak %.3g FLOP/s per device (%s)', flops, peak, peak_source)
+  progress = Progress(run.total_steps, start, config.batch_size, flops, peak)
   pending, record, step = [], {}, start
   try:
     while step < run.total_steps:
@@ -166,6 +184,10 @@ def _train(run: _Run) -> dict[str, float]:
       state, metrics = train_call(state, batches)
       step += k
       pending.append(metrics)
+      if len(pending) > 1:
+        # At most two calls in flight: an unbounded queue of calls with cross-process
+        # collectives starves XLA:CPU's threads (seen as a gloo deadlock), and holds memory.
+        jax.block_until_ready(pending[-2])
       if watcher.should_stop(step):
         _summarize(pending)
         checkpointer.save(step, state, data_state, force=True)

@@ -1,0 +1,72 @@
+"""Model FLOPs per step (from XLA's cost analysis) and the devices' peak, for MFU.
+
+Peak FLOP/s comes from a table for known accelerators; on CPU, where no datasheet
+applies, it is the machine's practical ceiling: a large timed matmul in the compute
+dtype (bf16 inputs accumulate in f32), measured once and cached in the workdir.
+"""
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Dense peak FLOP/s per chip (bf16, and f32 where the vendor quotes it; TF32 on NVIDIA).
+PEAK_FLOPS = {
+    'TPU v4': {'bfloat16': 275e12, 'float32': 275e12},
+    'TPU v5 lite': {'bfloat16': 197e12, 'float32': 197e12},
+    'TPU v5e': {'bfloat16': 197e12, 'float32': 197e12},
+    'TPU v5p': {'bfloat16': 459e12, 'float32': 459e12},
+    'TPU v6 lite': {'bfloat16': 918e12, 'float32': 918e12},
+    'TPU v6e': {'bfloat16': 918e12, 'float32': 918e12},
+    'NVIDIA A100-SXM4-40GB': {'bfloat16': 312e12, 'float32': 156e12},
+    'NVIDIA A100-SXM4-80GB': {'bfloat16': 312e12, 'float32': 156e12},
+    'NVIDIA H100 80GB HBM3': {'bfloat16': 989e12, 'float32': 495e12},
+    'NVIDIA H100': {'bfloat16': 989e12, 'float32': 495e12},
+    'NVIDIA H200': {'bfloat16': 989e12, 'float32': 495e12},
+}
+
+_MATMUL_SIZE = 1024  # ~2 GFLOP: long enough to time, short enough for every run's start
+
+
+def flops_per_call(compiled) -> float:
+  """FLOPs of one call of a compiled program, per device (XLA counts the partitioned module)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float((analysis or {}).get('flops', 0.0))
+
+
+def _measure_matmul_flops(dtype: str) -> float:
+  """FLOP/s of a large square matmul on the first local device (best of 5)."""
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((_MATMUL_SIZE, _MATMUL_SIZE)), dtype)
+  matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+  matmul(x, x).block_until_ready()
+  best = float('inf')
+  for _ in range(5):
+    start = time.perf_counter()
+    matmul(x, x).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * _MATMUL_SIZE**3 / best
+
+
+def peak_flops_per_device(dtype: str, workdir: str | None = None) -> tuple[float, str]:
+  """(peak FLOP/s of one device in `dtype`, where the number came from)."""
+  device = jax.local_devices()[0]
+  for kind, peaks in PEAK_FLOPS.items():
+    if device.device_kind.startswith(kind):
+      return peaks[dtype if dtype in peaks else 'float32'], f'datasheet ({device.device_kind})'
+  cache = os.path.join(workdir, 'peak_flops.json') if workdir else None
+  key = f'{device.platform}:{device.device_kind}:{jax.local_device_count()}:{dtype}'
+  cached = json.load(open(cache)) if cache and os.path.exists(cache) else {}
+  if key not in cached:
+    cached[key] = _measure_matmul_flops(dtype)
+    if cache and jax.process_index() == 0:
+      with open(cache + '.tmp', 'w') as f:
+        json.dump(cached, f, indent=2)
+      os.replace(cache + '.tmp', cache)
+  # Forced host devices share the machine's cores, which the timed matmul used all of.
+  return (cached[key] / jax.local_device_count(),
+          f'measured {_MATMUL_SIZE}x{_MATMUL_SIZE} {dtype} matmul ({device.device_kind}, {os.cpu_count()} cores)')
