@@ -99,3 +99,22 @@ def test_grain_worker_processes_feed_the_same_batches(tmp_path):
   train_and_evaluate(small_digits_config(**{'data.worker_count': 1}, **kw), str(tmp_path / 'worker'))
   inline, worker = read_metrics(str(tmp_path / 'inline')), read_metrics(str(tmp_path / 'worker'))
   assert [r['train/loss'] for r in inline] == [r['train/loss'] for r in worker]
+
+
+def test_dry_run_compiles_reports_and_trains_nothing(workdir, caplog):
+  caplog.set_level('INFO')
+  final = train_and_evaluate(small_digits_config(dry_run=True), workdir)
+  messages = [r.getMessage() for r in caplog.records]
+  report = next(m for m in messages if m.startswith('Dry run'))
+  assert final['perf/model_flops_per_step'] > 1e7  # the digits CNN: ~1e8 per step of 64
+  assert "['hidden_0']['kernel'] (256, 128)" in report and 'MiB per device' in report
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+  assert not os.path.exists(os.path.join(workdir, 'metrics.jsonl'))
+
+
+def test_mfu_is_logged(workdir):
+  train_and_evaluate(small_digits_config(total_steps=20, eval_every=0, **{'checkpoint.every': 0}), workdir)
+  record = read_metrics(workdir)[-1]
+  assert 0 < record['perf/mfu'] < 1
+  assert record['perf/model_flops_per_step'] > 1e7
+  assert os.path.exists(os.path.join(workdir, 'peak_flops.json'))
