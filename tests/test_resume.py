@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO, run_main
 from train_lib.metric_writer import read_metrics
 
-ARGS = ['--config.total_steps=600', '--config.log_every=20', '--config.eval_every=100',
+ARGS = ['--config.total_steps=300', '--config.log_every=20', '--config.eval_every=100',
         '--config.checkpoint.every=20', '--config.checkpoint.keep=2']
 
 
@@ -44,10 +44,10 @@ def uninterrupted(tmp_path_factory):
 def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   process = _start(workdir)
-  _wait_for_checkpoint(process, workdir, 200)
+  _wait_for_checkpoint(process, workdir, 100)
   process.kill()
   process.wait()
-  assert sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())[-1] < 600
+  assert sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())[-1] < 300
   result = run_main(f'--workdir={workdir}', *ARGS)
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'Resuming from the checkpoint at step' in result.stderr
@@ -57,11 +57,11 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, uninterrupted):
 def test_sigterm_saves_exits_75_and_resumes(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   process = _start(workdir)
-  _wait_for_checkpoint(process, workdir, 200)
+  _wait_for_checkpoint(process, workdir, 100)
   process.send_signal(signal.SIGTERM)
   assert process.wait(timeout=60) == 75
   saved = max(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())
-  assert saved >= 200
+  assert saved >= 100
   result = run_main(f'--workdir={workdir}', *ARGS)
   assert result.returncode == 0, result.stderr[-2000:]
   assert f'Resuming from the checkpoint at step {saved}' in result.stderr

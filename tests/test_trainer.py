@@ -42,7 +42,7 @@ def test_finished_run_is_not_retrained(workdir):
   assert open(os.path.join(workdir, 'metrics.jsonl')).read() == lines
 
 
-@pytest.mark.parametrize('eval_batch_size', [7, 64, 360, 1000])
+@pytest.mark.parametrize('eval_batch_size', [7, 1000])
 def test_eval_counts_every_example_once(tmp_path, eval_batch_size):
   config = small_digits_config(total_steps=10, eval_every=0, eval_batch_size=eval_batch_size,
                                **{'checkpoint.every': 0})
@@ -61,7 +61,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
 
 
 def test_same_seed_same_run_other_seed_differs(tmp_path):
-  kw = {'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
+  kw = {'total_steps': 10, 'eval_every': 0, 'checkpoint.every': 0}
   a = train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'a'))
   b = train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'b'))
   c = train_and_evaluate(small_digits_config(seed=1, **kw), str(tmp_path / 'c'))
