@@ -118,3 +118,10 @@ def test_mfu_is_logged(workdir):
   assert 0 < record['perf/mfu'] < 1
   assert record['perf/model_flops_per_step'] > 1e7
   assert os.path.exists(os.path.join(workdir, 'peak_flops.json'))
+
+
+def test_profiler_writes_a_trace_of_the_chosen_steps(workdir):
+  train_and_evaluate(small_digits_config(total_steps=10, eval_every=0, log_every=5, **{'checkpoint.every': 0,
+                                         'profile.first_step': 2, 'profile.num_steps': 3}), workdir)
+  traces = [f for _, _, files in os.walk(os.path.join(workdir, 'profile')) for f in files]
+  assert any(f.endswith(('.xplane.pb', '.trace.json.gz')) for f in traces), traces

@@ -54,6 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict({'every': 500, 'keep': 3, 'async_save': True})
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1, 'expert': 1})
   c.sharding_rules = mesh.DEFAULT_RULES
+  # jax.profiler trace of steps [first_step, first_step + num_steps) into WORKDIR/profile; 0 steps: off.
+  c.profile = ml_collections.ConfigDict({'first_step': 10, 'num_steps': 0})
   c.tiny = False
   c.dry_run = False  # compile, print memory / FLOPs / shardings, and stop
   return c

@@ -22,6 +22,7 @@ from train_lib.feeder import Feeder
 from train_lib.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
 from train_lib.metric_writer import MetricWriter
 from train_lib.preemption import PreemptionWatcher
+from train_lib.profiling import Profiler
 from train_lib.progress import Progress
 
 
@@ -177,9 +178,11 @@ def _train(run: _Run) -> dict[str, float]:
   peak, peak_source = accounting.peak_flops_per_device(config.compute_dtype, run.workdir)
   logging.info('Model FLOPs per step per device: %.3g; peak %.3g FLOP/s per device (%s)', flops, peak, peak_source)
   progress = Progress(run.total_steps, start, config.batch_size, flops, peak)
+  profiler = Profiler(os.path.join(run.workdir, 'profile'), config.profile)
   pending, record, step = [], {}, start
   try:
     while step < run.total_steps:
+      profiler.before_call(step)
       batches, data_state = feeder.next()
       state, metrics = train_call(state, batches)
       step += k
@@ -210,6 +213,7 @@ def _train(run: _Run) -> dict[str, float]:
           _summarize(pending)  # never checkpoint a state that went NaN
         checkpointer.save(step, state, data_state)
   finally:
+    profiler.close()
     feeder.close()
     watcher.close()
     checkpointer.wait()
