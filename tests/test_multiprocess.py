@@ -29,6 +29,20 @@ def _launch(workdir, port, *args, wait=True):
   return output
 
 
+def _children(pid: int) -> list[str]:
+  """Process ids whose parent is `pid`, from /proc (no procps needed)."""
+  found = []
+  for entry in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{entry}/stat') as f:
+        stat = f.read()
+    except OSError:
+      continue
+    if int(stat.rsplit(')', 1)[1].split()[1]) == pid:
+      found.append(entry)
+  return sorted(found, key=int)
+
+
 def _compare(a, b):
   assert [r['step'] for r in a] == [r['step'] for r in b]
   for x, y in zip(a, b):
@@ -71,7 +85,7 @@ def test_sigterm_to_one_process_stops_both_with_a_checkpoint(tmp_path):
   while not os.path.isdir(os.path.join(workdir, 'checkpoints', '100')):
     assert launcher.poll() is None and time.time() < deadline, launcher.stdout.read()[-3000:]
     time.sleep(0.1)
-  children = subprocess.run(['pgrep', '-P', str(launcher.pid)], capture_output=True, text=True).stdout.split()
+  children = _children(launcher.pid)
   assert len(children) == 2
   os.kill(int(children[1]), signal.SIGTERM)  # process 1 only
   output, _ = launcher.communicate(timeout=120)
