@@ -6,7 +6,8 @@ Families never call `nn.Dense` / `nn.Conv` / `nn.BatchNorm` directly: they call 
 
 Logical axis names used for parameters:
   embed    input features of a dense layer (and a model's feature width)
-  mlp      hidden features of a dense layer
+  vocab    rows of an embedding table, outputs of a language-model head
+  mlp      hidden features of a dense layer (an LSTM/GRU's gates and hidden state too)
   classes  classifier outputs
   conv_in, conv_out  input / output channels of a convolution (and its norms)
 Activations are constrained with `batch` on their leading axis.
@@ -78,6 +79,25 @@ def dense(
       param_dtype=param_dtype,
       kernel_init=nn.with_logical_partitioning(kernel_init, axes),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-1:]),
+      name=name,
+  )
+
+
+def embed(
+    num_embeddings: int,
+    features: int,
+    *,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    name: str | None = None,
+) -> nn.Embed:
+  """Embedding table [num_embeddings, features] named ('vocab', 'embed')."""
+  return nn.Embed(
+      num_embeddings,
+      features,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      embedding_init=nn.with_logical_partitioning(nn.linear.default_embed_init, ('vocab', 'embed')),
       name=name,
   )
 
