@@ -31,6 +31,7 @@ COLUMNS = ('config', 'devices', 'mesh', 'global_batch', 'steps_per_sec', 'exampl
 def _measure(name: str) -> dict:
   """Runs in the child: trains warmup + steps and reads the timed window from metrics.jsonl."""
   from benchmarks import machine
+  from train_lib import mesh as mesh_lib
   from train_lib import train_and_evaluate
   from train_lib.metric_writer import read_metrics
   config = __import__(f'experiments.{name}', fromlist=['get_config']).get_config()
@@ -47,8 +48,9 @@ def _measure(name: str) -> dict:
   import jax
   import numpy as np
   rate = float(np.mean([r['perf/steps_per_sec'] for r in timed]))
-  mesh = {k: v for k, v in config.mesh.items() if v != 1}
-  return {'config': name, 'devices': jax.device_count(), 'mesh': json.dumps(mesh), 'global_batch': config.batch_size,
+  sizes = dict(zip(mesh_lib.MESH_AXES, mesh_lib.axis_sizes(config.mesh, jax.device_count())))
+  mesh = ','.join(f'{axis}={size}' for axis, size in sizes.items() if size > 1) or 'none'
+  return {'config': name, 'devices': jax.device_count(), 'mesh': mesh, 'global_batch': config.batch_size,
           'steps_per_sec': rate, 'examples_per_sec': rate * config.batch_size,
           'flops_per_step': timed[-1]['perf/model_flops_per_step'] * jax.device_count(),
           'mfu': float(np.mean([r['perf/mfu'] for r in timed])), 'machine': machine.describe()}

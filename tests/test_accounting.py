@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,8 @@ import pytest
 
 from train_lib import accounting
 from train_lib.progress import Progress
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_flops_of_a_compiled_matmul():
@@ -40,3 +44,21 @@ def test_progress_rates_mfu_and_console_line():
   assert rates['perf/mfu'] == pytest.approx(rates['perf/steps_per_sec'] * 1e9 / 1e11)
   line = progress.line(10, {'train/loss': 0.5, **rates})
   assert line.startswith('step 10/100 | train/loss 0.5000 |') and 'examples/s' in line and 'ETA' in line
+
+
+def test_throughput_benchmark_prints_both_tables_and_json(tmp_path):
+  out = tmp_path / 'rows.json'
+  result = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.throughput', '--configs=digits_cnn', '--steps=4', '--warmup=2',
+       '--scaling=digits_cnn', '--devices=2', f'--json={out}'],
+      capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'Throughput' in result.stdout and 'Scaling' in result.stdout and 'Machine:' in result.stdout
+  rows = json.loads(out.read_text())
+  (single,), (scaled,) = rows['throughput'], rows['scaling']
+  assert single['config'] == 'digits_cnn' and single['devices'] == 1 and single['global_batch'] == 64
+  assert scaled['devices'] == 2 and scaled['mesh'] == 'data=2'
+  for row in (single, scaled):
+    assert row['steps_per_sec'] > 0 and 0 < row['mfu'] < 1
+    assert row['examples_per_sec'] == pytest.approx(64 * row['steps_per_sec'])
+    assert row['flops_per_step'] == pytest.approx(1.0e8, rel=0.2)  # the digits CNN's fwd+bwd at batch 64

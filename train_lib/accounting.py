@@ -40,16 +40,25 @@ def flops_per_call(compiled) -> float:
 
 
 def _measure_matmul_flops(dtype: str) -> float:
-  """FLOP/s of a large square matmul on the first local device (best of 5)."""
-  x = jnp.asarray(np.random.default_rng(0).standard_normal((_MATMUL_SIZE, _MATMUL_SIZE)), dtype)
-  matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+  """FLOP/s of all local devices together, each multiplying its own large matrices (best of 5).
+
+  Forced host devices share the machine's cores, so they are timed together: one
+  device alone may use every core, or far fewer, depending on how XLA split them.
+  """
+  devices = jax.local_devices()
+  mesh = jax.sharding.Mesh(np.array(devices), ('d',))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('d'))
+  shape = (len(devices), _MATMUL_SIZE, _MATMUL_SIZE)
+  x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(shape), dtype), sharding)
+  matmul = jax.jit(lambda a, b: jnp.einsum('dij,djk->dik', a, b, preferred_element_type=jnp.float32),
+                   out_shardings=sharding)
   matmul(x, x).block_until_ready()
   best = float('inf')
   for _ in range(5):
     start = time.perf_counter()
     matmul(x, x).block_until_ready()
     best = min(best, time.perf_counter() - start)
-  return 2 * _MATMUL_SIZE**3 / best
+  return len(devices) * 2 * _MATMUL_SIZE**3 / best
 
 
 def peak_flops_per_device(dtype: str, workdir: str | None = None) -> tuple[float, str]:
@@ -67,6 +76,5 @@ def peak_flops_per_device(dtype: str, workdir: str | None = None) -> tuple[float
       with open(cache + '.tmp', 'w') as f:
         json.dump(cached, f, indent=2)
       os.replace(cache + '.tmp', cache)
-  # Forced host devices share the machine's cores, which the timed matmul used all of.
   return (cached[key] / jax.local_device_count(),
           f'measured {_MATMUL_SIZE}x{_MATMUL_SIZE} {dtype} matmul ({device.device_kind}, {os.cpu_count()} cores)')
