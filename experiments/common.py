@@ -1,6 +1,7 @@
-"""Helpers every experiment file uses: `key=value` args and the `tiny` shrink."""
+"""Helpers every experiment file uses: `key=value` args, named variants and the `tiny` shrink."""
 
 import ast
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
@@ -8,7 +9,7 @@ import ml_collections
 from train_lib.config_defaults import base_config
 from train_lib.errors import ConfigError
 
-__all__ = ['ConfigError', 'base_config', 'parse_arg', 'shrink_for_tiny']
+__all__ = ['ConfigError', 'base_config', 'choose', 'parse_arg', 'shrink_for_tiny']
 
 
 def _coerce(key: str, text: str, default: Any) -> Any:
@@ -44,6 +45,13 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
       text = 'true'
     values[key] = _coerce(key, text.strip(), defaults[key])
   return ml_collections.ConfigDict(values)
+
+
+def choose(experiment: str, arg: str, value: str, variants: Mapping[str, Any]) -> Any:
+  """variants[value]; an unknown value is a one-line ConfigError listing the valid ones."""
+  if value not in variants:
+    raise ConfigError(f"{experiment}: unknown {arg} '{value}'; valid {arg}s are {sorted(variants)}")
+  return variants[value]
 
 
 def shrink_for_tiny(config: ml_collections.ConfigDict, *, steps: int = 6, batch_size: int = 32) -> None:

@@ -7,7 +7,9 @@ lists the names.
 from models.cnn import CNN
 from models.logistic import LogisticRegression
 from models.mlp import MLP
+from models.recurrent import RecurrentClassifier, RecurrentForecaster, RecurrentLM
 from models.registry import get, names
 from models.resnet import ResNet
 
-__all__ = ['CNN', 'LogisticRegression', 'MLP', 'ResNet', 'get', 'names']
+__all__ = ['CNN', 'LogisticRegression', 'MLP', 'RecurrentClassifier', 'RecurrentForecaster', 'RecurrentLM',
+           'ResNet', 'get', 'names']

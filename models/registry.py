@@ -14,6 +14,7 @@ from flax import linen as nn
 from models.cnn import CNN
 from models.logistic import LogisticRegression
 from models.mlp import MLP
+from models.recurrent import RecurrentClassifier, RecurrentForecaster, RecurrentLM
 from models.resnet import ResNet
 
 _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
@@ -30,6 +31,16 @@ _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
     'resnet50': (ResNet, {'block': 'bottleneck', 'stage_sizes': (3, 4, 6, 3)}),
     'resnet101': (ResNet, {'block': 'bottleneck', 'stage_sizes': (3, 4, 23, 3)}),
     'resnet152': (ResNet, {'block': 'bottleneck', 'stage_sizes': (3, 8, 36, 3)}),
+    # GRUBase in the MNIST-1D notebooks/models.py: bidirectional, 6 units, a linear
+    # layer over all 40 steps' outputs (5,134 parameters, as in torch).
+    'mnist1d_gru': (RecurrentClassifier, {'cell': 'gru', 'hidden': 6, 'bidirectional': True,
+                                          'readout': 'flatten'}),
+    'lstm_classifier': (RecurrentClassifier, {'cell': 'lstm'}),
+    'gru_classifier': (RecurrentClassifier, {'cell': 'gru'}),
+    'lstm_forecaster': (RecurrentForecaster, {'cell': 'lstm'}),
+    'gru_forecaster': (RecurrentForecaster, {'cell': 'gru'}),
+    'lstm_lm': (RecurrentLM, {'cell': 'lstm'}),
+    'gru_lm': (RecurrentLM, {'cell': 'gru'}),
 }
 
 # Fields every flax module has that are not model hyperparameters.

@@ -39,7 +39,7 @@ def test_tiny_run(name, tmp_path):
   assert os.listdir(os.path.join(str(tmp_path), 'checkpoints')) == [str(config.total_steps)]
 
 
-@pytest.mark.parametrize('model', ['logreg', 'mlp'])
+@pytest.mark.parametrize('model', ['logreg', 'mlp', 'gru'])
 def test_mnist1d_variants_build(model, tmp_path):
   from experiments import mnist1d
   config = mnist1d.get_config(f'model={model},tiny=True')

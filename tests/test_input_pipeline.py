@@ -167,9 +167,9 @@ def test_interrupted_prepare_leaves_nothing_valid(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('name, message', [
     ('digts', r"unknown dataset 'digts' \(did you mean digits.*offline datasets "
-     r'\(digits, fashion_mnist, mnist, mnist1d\)'),
+     r'\(co2, digits, fashion_mnist, mnist, mnist1d\)'),
     ('cifar10', r"dataset 'cifar10' is not prepared: nothing in .*cifar10.*"
-     r'tfds build cifar10 --file_format=array_record --data_dir=.*digits, '
+     r'tfds build cifar10 --file_format=array_record --data_dir=.*co2, digits, '
      r'fashion_mnist, mnist, mnist1d'),
 ])
 def test_unavailable_datasets_fail_fast_with_a_fix(data_dir, name, message):
@@ -397,6 +397,6 @@ def test_bad_loader_arguments_are_one_line(data_dir):
 
 def test_offline_names_are_exported():
   assert input_pipeline.OFFLINE_DATASETS == (
-      'digits', 'fashion_mnist', 'mnist', 'mnist1d')
+      'co2', 'digits', 'fashion_mnist', 'mnist', 'mnist1d')
   # Nothing leaked into tfds's registry.
   assert 'lamina_digits' not in tfds.list_builders(with_community_datasets=False)

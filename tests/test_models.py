@@ -35,10 +35,10 @@ def _init(model: nn.Module, x: jax.Array) -> dict:
   return nn.meta.unbox(jax.jit(lambda x: model.init(_key(0), x, train=False))(x))
 
 
-def _abstract(model: nn.Module, shape: tuple[int, ...]) -> tuple[jax.ShapeDtypeStruct, dict]:
+def _abstract(model: nn.Module, shape: tuple[int, ...], dtype=jnp.float32) -> tuple[jax.ShapeDtypeStruct, dict]:
   """(logits, boxed variables) as shapes, from one trace of init."""
   return jax.eval_shape(
-      lambda: model.init_with_output(_key(0), jnp.zeros(shape), train=False))
+      lambda: model.init_with_output(_key(0), jnp.zeros(shape, dtype), train=False))
 
 
 @functools.cache
@@ -89,9 +89,20 @@ def test_output_shape(name, fields, in_shape, out_shape):
   assert logits.dtype == jnp.float32
 
 
+# (fields, input shape, input dtype) of registered models that are not image classifiers;
+# the others are built with num_classes=10 and read a [2, 16, 16, 3] batch.
+_NON_CLASSIFIERS = {
+    'lstm_lm': ({'vocab_size': 10}, (2, 16), jnp.int32),
+    'gru_lm': ({'vocab_size': 10}, (2, 16), jnp.int32),
+    'lstm_forecaster': ({'horizon': 4}, (2, 16), jnp.float32),
+    'gru_forecaster': ({'horizon': 4}, (2, 16), jnp.float32),
+}
+
+
 @pytest.mark.parametrize('name', models.names())
 def test_every_param_has_logical_axis_names(name):
-  _, variables = _abstract(models.get(name, num_classes=10), (2, 16, 16, 3))
+  fields, shape, dtype = _NON_CLASSIFIERS.get(name, ({'num_classes': 10}, (2, 16, 16, 3), jnp.float32))
+  _, variables = _abstract(models.get(name, **fields), shape, dtype)
   leaves = jax.tree.leaves(variables['params'], is_leaf=lambda v: isinstance(v, nn.Partitioned))
   assert leaves and all(isinstance(v, nn.Partitioned) for v in leaves)
   specs = jax.tree.leaves(nn.get_partition_spec(variables)['params'],

@@ -8,12 +8,13 @@ it can never be mistaken for (or shadow) a tfds dataset of the same name. For
 from absl import logging
 import tensorflow_datasets as tfds
 
+from input_pipeline.builders import co2
 from input_pipeline.builders import digits
 from input_pipeline.builders import fashion_mnist
 from input_pipeline.builders import mnist1d
 from input_pipeline.builders import mnist5k
 
-OFFLINE_DATASETS = ('digits', 'fashion_mnist', 'mnist', 'mnist1d')
+OFFLINE_DATASETS = ('co2', 'digits', 'fashion_mnist', 'mnist', 'mnist1d')
 SPLITS = ('train', 'test')
 
 
@@ -36,6 +37,8 @@ def _prepared_tfds(name: str, data_dir: str) -> tfds.core.DatasetBuilder | None:
 
 def offline_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   """Returns the builder serving lamina's offline dataset `name` (maybe unprepared)."""
+  if name == 'co2':
+    return co2.LaminaCo2(data_dir=data_dir)
   if name == 'digits':
     return digits.LaminaDigits(data_dir=data_dir)
   if name == 'mnist1d':

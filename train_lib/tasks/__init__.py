@@ -5,9 +5,11 @@ import ml_collections
 from train_lib.errors import ConfigError
 from train_lib.tasks.base import Task
 from train_lib.tasks.classification import ClassificationTask
+from train_lib.tasks.forecasting import ForecastingTask
 
 _TASKS: dict[str, type[Task]] = {
     'classification': ClassificationTask,
+    'forecasting': ForecastingTask,
 }
 
 
