@@ -25,7 +25,7 @@ def make_eval_batches(data_cfg: ml_collections.ConfigDict, *, split: str,
   local = hosts.local_batch_size(global_batch_size, process_index,
                                  process_count)
   pipeline = preprocess.parse(data_cfg.pp_eval)
-  records = records_lib.load_records(data_cfg, split)
+  records = records_lib.load_records(data_cfg, split, training=False)
   num_batches = math.ceil(len(records) / global_batch_size)
 
   def batches():

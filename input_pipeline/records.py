@@ -14,6 +14,9 @@ import numpy as np
 
 from input_pipeline import sources
 
+from input_pipeline import text_data
+from input_pipeline import token_windows
+
 Batch = dict[str, np.ndarray]
 # Decoded size up to which a split is held in memory (per process, and per
 # grain worker, which receives a pickled copy).
@@ -61,11 +64,19 @@ class SourceRecords:
     return self._description
 
 
-Records = ArrayRecords | SourceRecords
+Records = ArrayRecords | SourceRecords | token_windows.TokenWindows
 
 
-def load_records(data_cfg: ml_collections.ConfigDict, split: str) -> Records:
-  """Records of `split`, cached per (data_dir, name, split) within a process."""
+def load_records(data_cfg: ml_collections.ConfigDict, split: str, *, training: bool) -> Records:
+  """Records of `split`: examples, or for text data sets windows of its token stream.
+
+  Example records are cached per (data_dir, name, split) within a process.
+  """
+  if text_data.is_text(data_cfg):
+    stride = data_cfg.window_stride if training else data_cfg.seq_len
+    return token_windows.TokenWindows(
+        text_data.token_stream(data_cfg, split), seq_len=data_cfg.seq_len, stride=stride,
+        pad_last=not training, description=f'{data_cfg.name}:{split}:{data_cfg.tokenizer}')
   return _load(sources.resolve_data_dir(data_cfg), data_cfg.name, split)
 
 

@@ -97,28 +97,6 @@ def feature_spec(features: tfds.features.FeaturesDict) -> dict[str, tuple[tuple,
   return {k: (tuple(v.shape), np.dtype(v.np_dtype)) for k, v in infos.items()}
 
 
-def dataset_info(data_cfg: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Facts a task needs before building a model: classes, features, split sizes.
-
-  Returns {'name', 'tfds_name', 'data_dir', 'num_classes' (None when there is
-  no ClassLabel 'label'), 'features': {key: {'shape', 'dtype'}}, 'splits':
-  {split: num_examples}}. Prepares an offline dataset on first use.
-  """
-  builder = get_builder(data_cfg)
-  features = builder.info.features
-  label = features['label'] if 'label' in features.keys() else None
-  return {
-      'name': data_cfg.name,
-      'tfds_name': builder.name,
-      'data_dir': os.fspath(builder.data_dir),
-      'num_classes': (label.num_classes
-                      if isinstance(label, tfds.features.ClassLabel) else None),
-      'features': {k: {'shape': shape, 'dtype': dtype.name}
-                   for k, (shape, dtype) in feature_spec(features).items()},
-      'splits': {k: v.num_examples for k, v in builder.info.splits.items()},
-  }
-
-
 def _first_line(e: Exception) -> str:
   return (str(e).strip().splitlines() or [type(e).__name__])[0]
 

@@ -88,7 +88,7 @@ def make_train_loader(data_cfg: ml_collections.ConfigDict, *,
     raise ValueError(f'seed must be an int >= 0, got {seed!r}')
   pipeline = preprocess.parse(data_cfg.pp_train)
   source = GlobalBatchSource(
-      records_lib.load_records(data_cfg, data_cfg.train_split),
+      records_lib.load_records(data_cfg, data_cfg.train_split, training=True),
       global_batch_size=global_batch_size, process_index=process_index,
       process_count=process_count, shuffle=data_cfg.shuffle, seed=seed,
       pipeline=pipeline)

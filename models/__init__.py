@@ -10,6 +10,8 @@ from models.mlp import MLP
 from models.recurrent import RecurrentClassifier, RecurrentForecaster, RecurrentLM
 from models.registry import get, names
 from models.resnet import ResNet
+from models.transformer import TransformerLM
+from models.vit import ViT
 
 __all__ = ['CNN', 'LogisticRegression', 'MLP', 'RecurrentClassifier', 'RecurrentForecaster', 'RecurrentLM',
-           'ResNet', 'get', 'names']
+           'ResNet', 'TransformerLM', 'ViT', 'get', 'names']

@@ -10,6 +10,8 @@ Logical axis names used for parameters:
   mlp      hidden features of a dense layer (an LSTM/GRU's gates and hidden state too)
   classes  classifier outputs
   conv_in, conv_out  input / output channels of a convolution (and its norms)
+  heads, kv  attention heads and the features of one head
+  length   sequence positions (learned position tables)
 Activations are constrained with `batch` on their leading axis.
 """
 
@@ -89,6 +91,7 @@ def embed(
     *,
     dtype: Dtype,
     param_dtype: Dtype,
+    embedding_init: Initializer = nn.linear.default_embed_init,
     name: str | None = None,
 ) -> nn.Embed:
   """Embedding table [num_embeddings, features] named ('vocab', 'embed')."""
@@ -97,9 +100,25 @@ def embed(
       features,
       dtype=dtype,
       param_dtype=param_dtype,
-      embedding_init=nn.with_logical_partitioning(nn.linear.default_embed_init, ('vocab', 'embed')),
+      embedding_init=nn.with_logical_partitioning(embedding_init, ('vocab', 'embed')),
       name=name,
   )
+
+
+NORMS = ('layernorm', 'rmsnorm')
+
+
+def norm(kind: str, *, dtype: Dtype, param_dtype: Dtype, use_bias: bool = True, name: str | None = None) -> nn.Module:
+  """LayerNorm (optionally without bias) or RMSNorm over the last axis, scale named ('embed',).
+
+  Statistics are computed in float32 whatever `dtype` is.
+  """
+  check_choice('norm', kind, NORMS)
+  scale_init = nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',))
+  if kind == 'rmsnorm':
+    return nn.RMSNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype, scale_init=scale_init, name=name)
+  return nn.LayerNorm(epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, use_bias=use_bias, scale_init=scale_init,
+                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed',)), name=name)
 
 
 def conv(

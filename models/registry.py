@@ -16,8 +16,11 @@ from models.logistic import LogisticRegression
 from models.mlp import MLP
 from models.recurrent import RecurrentClassifier, RecurrentForecaster, RecurrentLM
 from models.resnet import ResNet
+from models.transformer import TransformerLM
+from models.vit import ViT
 
 _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
+    'transformer_lm': (TransformerLM, {}),
     'logreg': (LogisticRegression, {}),
     'mlp': (MLP, {}),
     'cnn': (CNN, {}),
@@ -41,6 +44,11 @@ _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
     'gru_forecaster': (RecurrentForecaster, {'cell': 'gru'}),
     'lstm_lm': (RecurrentLM, {'cell': 'lstm'}),
     'gru_lm': (RecurrentLM, {'cell': 'gru'}),
+    'vit': (ViT, {}),
+    # Dosovitskiy et al. 2021 / big_vision's Ti, S, B with 16x16 patches.
+    'vit_ti16': (ViT, {'width': 192, 'num_layers': 12, 'num_heads': 3, 'patch_size': 16}),
+    'vit_s16': (ViT, {'width': 384, 'num_layers': 12, 'num_heads': 6, 'patch_size': 16}),
+    'vit_b16': (ViT, {'width': 768, 'num_layers': 12, 'num_heads': 12, 'patch_size': 16}),
 }
 
 # Fields every flax module has that are not model hyperparameters.

@@ -1,7 +1,8 @@
-"""Run in a subprocess with forced host devices: trains the default experiment briefly on
-one mesh and prints its per-step losses and how its parameters are sharded, as JSON.
+"""Run in a subprocess with forced host devices: trains an experiment (the default one, or
+the Shakespeare GPT) for 20 steps on one mesh and prints its per-step losses and how its
+parameters are sharded, as JSON.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_probe.py WORKDIR data=2,fsdp=2,tensor=2
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_probe.py WORKDIR data=2,fsdp=2,tensor=2 [gpt]
 """
 
 import json
@@ -9,13 +10,23 @@ import sys
 
 import jax
 
+from experiments import shakespeare_gpt
 from tests.conftest import small_digits_config
 from train_lib import trainer
 from train_lib.metric_writer import read_metrics
 
 
-def main(workdir: str, mesh_arg: str) -> None:
-  config = small_digits_config(total_steps=20, log_every=1, eval_every=0, **{'checkpoint.every': 0})
+def _config(experiment: str):
+  if experiment == 'gpt':
+    config = shakespeare_gpt.get_config('steps_per_call=1')
+    config.update({'total_steps': 20, 'log_every': 1, 'eval_every': 0})
+    config.checkpoint.every = 0
+    return config
+  return small_digits_config(total_steps=20, log_every=1, eval_every=0, **{'checkpoint.every': 0})
+
+
+def main(workdir: str, mesh_arg: str, experiment: str = 'digits') -> None:
+  config = _config(experiment)
   config.mesh.data = 1
   for item in mesh_arg.split(','):
     axis, size = item.split('=')

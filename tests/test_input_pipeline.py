@@ -14,6 +14,7 @@ from input_pipeline import records
 from input_pipeline.builders import digits
 from input_pipeline.builders import fashion_mnist
 from input_pipeline.builders import split as split_lib
+from train_lib.config_defaults import base_config
 
 
 @pytest.fixture(scope='session')
@@ -22,11 +23,8 @@ def data_dir(tmp_path_factory):
 
 
 def config(data_dir, name='digits', **overrides):
-  cfg = ml_collections.ConfigDict({
-      'name': name, 'data_dir': data_dir, 'train_split': 'train',
-      'eval_split': 'test', 'pp_train': '', 'pp_eval': '', 'worker_count': 0,
-      'shuffle': True})
-  cfg.update(overrides)
+  cfg = base_config().data
+  cfg.update({'name': name, 'data_dir': data_dir, **overrides})
   return cfg
 
 
@@ -165,12 +163,14 @@ def test_interrupted_prepare_leaves_nothing_valid(tmp_path, monkeypatch):
 # ---- names, splits, validation ----------------------------------------------
 
 
+_OFFLINE_LIST = ', '.join(builders.OFFLINE_DATASETS)
+
+
 @pytest.mark.parametrize('name, message', [
     ('digts', r"unknown dataset 'digts' \(did you mean digits.*offline datasets "
-     r'\(co2, digits, fashion_mnist, mnist, mnist1d\)'),
+     rf'\({_OFFLINE_LIST}\)'),
     ('cifar10', r"dataset 'cifar10' is not prepared: nothing in .*cifar10.*"
-     r'tfds build cifar10 --file_format=array_record --data_dir=.*co2, digits, '
-     r'fashion_mnist, mnist, mnist1d'),
+     rf'tfds build cifar10 --file_format=array_record --data_dir=.*{_OFFLINE_LIST}'),
 ])
 def test_unavailable_datasets_fail_fast_with_a_fix(data_dir, name, message):
   start = time.monotonic()
@@ -267,7 +267,7 @@ def test_large_split_path_reads_the_same_batches(data_dir, monkeypatch):
   monkeypatch.setattr(records, 'IN_MEMORY_BYTES', 0)
   records._load.cache_clear()  # pylint: disable=protected-access
   try:
-    assert isinstance(records.load_records(cfg, 'test'), records.SourceRecords)
+    assert isinstance(records.load_records(cfg, 'test', training=False), records.SourceRecords)
     streamed = list(input_pipeline.make_eval_batches(cfg, **kwargs))
   finally:
     records._load.cache_clear()  # pylint: disable=protected-access
@@ -396,7 +396,7 @@ def test_bad_loader_arguments_are_one_line(data_dir):
 
 
 def test_offline_names_are_exported():
-  assert input_pipeline.OFFLINE_DATASETS == (
-      'co2', 'digits', 'fashion_mnist', 'mnist', 'mnist1d')
+  assert {'digits', 'fashion_mnist', 'mnist', 'mnist1d', 'shakespeare', 'shakespeare_tiny'} <= set(
+      input_pipeline.OFFLINE_DATASETS)
   # Nothing leaked into tfds's registry.
   assert 'lamina_digits' not in tfds.list_builders(with_community_datasets=False)

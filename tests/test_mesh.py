@@ -11,12 +11,12 @@ import pytest
 from tests.conftest import REPO
 
 
-def _probe(tmp_path, mesh_arg: str) -> dict:
+def _probe(tmp_path, mesh_arg: str, experiment: str = 'digits', devices: int = 8) -> dict:
   workdir = str(tmp_path / mesh_arg.replace(',', '_').replace('=', ''))
   result = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tests', 'mesh_probe.py'), workdir, mesh_arg], cwd=REPO,
+      [sys.executable, os.path.join(REPO, 'tests', 'mesh_probe.py'), workdir, mesh_arg, experiment], cwd=REPO,
       capture_output=True, text=True, timeout=600,
-      env={**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+      env={**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'})
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -48,3 +48,15 @@ def test_losses_match_one_device_and_params_are_sharded(tmp_path, single_device_
     assert any(axis in spec for spec in split.values()), probe['params']
   if not sharded_over:
     assert not split, split  # pure data parallelism replicates every parameter
+
+
+def test_gpt_losses_match_one_device_under_fsdp_and_tensor_parallelism(tmp_path):
+  one = _probe(tmp_path / 'one', 'data=1', 'gpt', devices=1)
+  probe = _probe(tmp_path, 'fsdp=4,tensor=2', 'gpt')
+  assert probe['devices'] == 8 and len(probe['losses']) == 20
+  np.testing.assert_allclose(probe['losses'], one['losses'], rtol=1e-5)
+  split = {path: p['spec'] for path, p in probe['params'].items() if p['shard_shape'] != p['shape']}
+  # FSDP splits the width of every matrix; tensor parallelism splits heads and the MLP.
+  assert any("'token_embedding'" in path and 'fsdp' in spec for path, spec in split.items()), split
+  assert any('query_kernel' in path and "'fsdp', 'tensor'" in spec for path, spec in split.items()), split
+  assert any("'up'" in path and "'fsdp', 'tensor'" in spec for path, spec in split.items()), split

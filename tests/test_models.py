@@ -96,6 +96,8 @@ _NON_CLASSIFIERS = {
     'gru_lm': ({'vocab_size': 10}, (2, 16), jnp.int32),
     'lstm_forecaster': ({'horizon': 4}, (2, 16), jnp.float32),
     'gru_forecaster': ({'horizon': 4}, (2, 16), jnp.float32),
+    'transformer_lm': ({'vocab_size': 10, 'width': 16, 'num_heads': 2, 'num_layers': 1, 'max_len': 16},
+                       (2, 16), jnp.int32),
 }
 
 

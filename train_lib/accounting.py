@@ -1,4 +1,4 @@
-"""Model FLOPs per step (from XLA's cost analysis) and the devices' peak, for MFU.
+"""Model FLOPs per step (counted from the step's jaxpr) and the devices' peak, for MFU.
 
 Peak FLOP/s comes from a table for known accelerators; on CPU, where no datasheet
 applies, it is the machine's practical ceiling: a large timed matmul in the compute
@@ -31,12 +31,46 @@ PEAK_FLOPS = {
 _MATMUL_SIZE = 1024  # ~2 GFLOP: long enough to time, short enough for every run's start
 
 
-def flops_per_call(compiled) -> float:
-  """FLOPs of one call of a compiled program, per device (XLA counts the partitioned module)."""
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float((analysis or {}).get('flops', 0.0))
+def matmul_flops(fn, *args) -> float:
+  """FLOPs of the matmuls and convolutions `fn(*args)` runs, counted from its jaxpr.
+
+  This is the FLOP count MFU is defined by (PaLM, appendix B). XLA's cost analysis
+  counts a loop's body once, so it under-counts scanned steps, micro-batches and
+  recurrent layers; here a scan's body counts `length` times. A while loop (unknown
+  trip count) counts once. `args` may be abstract (jax.ShapeDtypeStruct).
+  """
+  return _jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def _jaxpr_flops(jaxpr) -> float:
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == 'dot_general':
+      (_, rhs_contract), (_, rhs_batch) = eqn.params['dimension_numbers']
+      lhs, rhs = (v.aval.shape for v in eqn.invars)
+      shared = np.prod([rhs[d] for d in (*rhs_contract, *rhs_batch)])
+      total += 2.0 * np.prod(lhs) * np.prod(rhs) / shared
+    elif name == 'conv_general_dilated':
+      rhs = eqn.invars[1].aval.shape
+      rhs_spec = eqn.params['dimension_numbers'].rhs_spec  # (out features, in features, *spatial)
+      per_output = np.prod([rhs[d] for d in rhs_spec[1:]])
+      total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output
+    else:
+      inner = [_jaxpr_flops(j) for j in _sub_jaxprs(eqn.params)]
+      if inner:
+        repeat = eqn.params['length'] if name == 'scan' else 1
+        total += repeat * (max(inner) if name == 'cond' else sum(inner))
+  return total
+
+
+def _sub_jaxprs(params: dict):
+  for value in params.values():
+    for item in value if isinstance(value, (tuple, list)) else (value,):
+      if hasattr(item, 'eqns'):
+        yield item
+      elif hasattr(item, 'jaxpr') and hasattr(item.jaxpr, 'eqns'):
+        yield item.jaxpr
 
 
 def _measure_matmul_flops(dtype: str) -> float:

@@ -24,6 +24,10 @@ def base_config() -> ml_collections.ConfigDict:
       'pp_eval': '',
       'worker_count': 0,  # grain worker processes; 0 reads in the training process
       'shuffle': True,
+      # Text data sets: a tokenizer turns each split into one token stream, read as windows.
+      'tokenizer': '',  # '' (not text), 'char', 'byte', 'bpe:N', 'unigram:N'
+      'seq_len': 0,  # tokens per window
+      'window_stride': 1,  # start-position spacing of training windows
   })
   c.batch_size = 128  # global, over all processes and devices
   c.eval_batch_size = 512

@@ -8,9 +8,10 @@ class Progress:
   """Rates over the window since the last report (the compile happened before the loop)."""
 
   def __init__(self, total_steps: int, start_step: int, examples_per_step: int, flops_per_step: float,
-               peak_flops: float):
+               peak_flops: float, tokens_per_example: int | None = None):
     self.total_steps = total_steps
     self.examples_per_step = examples_per_step
+    self.tokens_per_example = tokens_per_example  # sequence tasks also report tokens/s
     self.flops_per_step = flops_per_step  # per device
     self.peak_flops = peak_flops  # per device
     self._last_step = start_step
@@ -20,10 +21,13 @@ class Progress:
     now = time.perf_counter()
     steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
-    return {'perf/steps_per_sec': steps_per_sec,
-            'perf/examples_per_sec': steps_per_sec * self.examples_per_step,
-            'perf/model_flops_per_step': self.flops_per_step,
-            'perf/mfu': steps_per_sec * self.flops_per_step / self.peak_flops}
+    rates = {'perf/steps_per_sec': steps_per_sec,
+             'perf/examples_per_sec': steps_per_sec * self.examples_per_step,
+             'perf/model_flops_per_step': self.flops_per_step,
+             'perf/mfu': steps_per_sec * self.flops_per_step / self.peak_flops}
+    if self.tokens_per_example:
+      rates['perf/tokens_per_sec'] = rates['perf/examples_per_sec'] * self.tokens_per_example
+    return rates
 
   def line(self, step: int, record: dict[str, float]) -> str:
     parts = [f'step {step}/{self.total_steps}']
@@ -33,6 +37,8 @@ class Progress:
     if 'perf/steps_per_sec' in record:
       rate = record['perf/steps_per_sec']
       eta = datetime.timedelta(seconds=round((self.total_steps - step) / max(rate, 1e-9)))
-      parts += [f'{rate:.1f} steps/s', f'{record["perf/examples_per_sec"]:,.0f} examples/s',
-                f'MFU {100 * record["perf/mfu"]:.1f}%', f'ETA {eta}']
+      parts += [f'{rate:.1f} steps/s', f'{record["perf/examples_per_sec"]:,.0f} examples/s']
+      if 'perf/tokens_per_sec' in record:
+        parts.append(f'{record["perf/tokens_per_sec"]:,.0f} tokens/s')
+      parts += [                f'MFU {100 * record["perf/mfu"]:.1f}%', f'ETA {eta}']
     return ' | '.join(parts)

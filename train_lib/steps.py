@@ -48,12 +48,15 @@ def make_train_call(task: Task, tx: optax.GradientTransformation, *, accum_steps
 
 
 def make_eval_step(task: Task, *, use_ema: bool) -> Callable[[TrainState, dict], Metrics]:
-  """Masked sums of the task's per-example metrics, plus the count of real examples."""
+  """Masked (and task-weighted) sums of the per-example metrics, plus the total weight as 'count'."""
 
   def eval_step(state: TrainState, batch: dict) -> Metrics:
     params = state.ema_params if use_ema else state.params
     per_example = task.eval_metrics(params, state.model_state, batch)
     mask = batch['mask']
+    weights = task.eval_weights(batch)
+    if weights is not None:
+      mask = mask * weights
     sums = {name: jnp.sum(values * mask) for name, values in per_example.items()}
     sums['count'] = jnp.sum(mask)
     return sums

@@ -79,7 +79,7 @@ class _Run:
     config_check.validate_batch_layout(config, data_parallel_size(mesh, self.rules), self.process_count)
     data_info = input_pipeline.dataset_info(config.data)
     self.task = tasks.get(config, data_info)
-    self.total_steps = resolve_total_steps(config, len(input_pipeline.get_source(config.data, config.data.train_split)))
+    self.total_steps = resolve_total_steps(config, input_pipeline.num_examples(config.data, config.data.train_split))
     self.tx = self.task.make_optimizer(self.total_steps)
     loader = input_pipeline.make_train_loader(
         config.data, global_batch_size=config.batch_size, seed=config.seed,
@@ -112,7 +112,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _compile(run: _Run):
-  """The train call, AOT-compiled for the state's and the batches' shardings."""
+  """(The train call AOT-compiled for the state's and the batches' shardings, model FLOPs per step per device)."""
   k = run.config.steps_per_call
   train_batches = batch_sharding(run.mesh, run.rules, leading_dims=1)
   batch_spec = jax.tree.map(
@@ -120,9 +120,11 @@ def _compile(run: _Run):
       run.sample)
   train_call = steps.make_train_call(
       run.task, run.tx, accum_steps=run.config.grad_accum_steps, ema_decay=run.config.ema_decay)
-  return jax.jit(train_call, in_shardings=(run.shardings, train_batches),
-                 out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0,
-                 ).lower(state_init.with_shardings(run.abstract_state, run.shardings), batch_spec).compile()
+  state_spec = state_init.with_shardings(run.abstract_state, run.shardings)
+  compiled = jax.jit(train_call, in_shardings=(run.shardings, train_batches),
+                     out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0,
+                     ).lower(state_spec, batch_spec).compile()
+  return compiled, accounting.matmul_flops(train_call, state_spec, batch_spec) / (k * run.mesh.size)
 
 
 def _evaluator(run: _Run):
@@ -141,16 +143,15 @@ def _evaluator(run: _Run):
       totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     totals = replicated_to_host(totals)
     count = totals.pop('count')
-    return {'eval/num_examples': int(count), **{f'eval/{name}': float(value / count) for name, value in totals.items()}}
+    return {f'eval/{run.task.eval_count_name}': int(count), **{f'eval/{name}': float(value / count) for name, value in totals.items()}}
 
   return evaluate
 
 
 def _train(run: _Run) -> dict[str, float]:
   config = run.config
-  train_call = _compile(run)
+  train_call, flops = _compile(run)
   k = config.steps_per_call
-  flops = accounting.flops_per_call(train_call) / k
   if config.dry_run:
     logging.info('%s', dry_run.report(run.abstract_state, run.shardings, train_call, flops))
     return {'perf/model_flops_per_step': flops}
@@ -177,7 +178,7 @@ def _train(run: _Run) -> dict[str, float]:
   watcher = PreemptionWatcher()
   peak, peak_source = accounting.peak_flops_per_device(config.compute_dtype, run.workdir)
   logging.info('Model FLOPs per step per device: %.3g; peak %.3g FLOP/s per device (%s)', flops, peak, peak_source)
-  progress = Progress(run.total_steps, start, config.batch_size, flops, peak)
+  progress = Progress(run.total_steps, start, config.batch_size, flops, peak, run.task.tokens_per_example)
   profiler = Profiler(os.path.join(run.workdir, 'profile'), config.profile)
   pending, record, step = [], {}, start
   try:

@@ -13,9 +13,19 @@ from input_pipeline.builders import digits
 from input_pipeline.builders import fashion_mnist
 from input_pipeline.builders import mnist1d
 from input_pipeline.builders import mnist5k
+from input_pipeline.builders import shakespeare
 
-OFFLINE_DATASETS = ('co2', 'digits', 'fashion_mnist', 'mnist', 'mnist1d')
-SPLITS = ('train', 'test')
+# name -> its splits, known without preparing it.
+OFFLINE_SPLITS = {
+    'co2': ('train', 'test'),
+    'digits': ('train', 'test'),
+    'fashion_mnist': ('train', 'test'),
+    'mnist': ('train', 'test'),
+    'mnist1d': ('train', 'test'),
+    'shakespeare': shakespeare.SPLITS,
+    'shakespeare_tiny': shakespeare.SPLITS,
+}
+OFFLINE_DATASETS = tuple(OFFLINE_SPLITS)
 
 
 def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
@@ -43,6 +53,10 @@ def offline_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
     return digits.LaminaDigits(data_dir=data_dir)
   if name == 'mnist1d':
     return mnist1d.LaminaMnist1d(data_dir=data_dir)
+  if name == 'shakespeare':
+    return shakespeare.LaminaShakespeare(data_dir=data_dir)
+  if name == 'shakespeare_tiny':
+    return shakespeare.LaminaShakespeareTiny(data_dir=data_dir)
   if name == 'mnist':
     real = _prepared_tfds('mnist', data_dir)
     if real:

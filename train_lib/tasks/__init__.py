@@ -6,10 +6,12 @@ from train_lib.errors import ConfigError
 from train_lib.tasks.base import Task
 from train_lib.tasks.classification import ClassificationTask
 from train_lib.tasks.forecasting import ForecastingTask
+from train_lib.tasks.language_model import LanguageModelTask
 
 _TASKS: dict[str, type[Task]] = {
     'classification': ClassificationTask,
     'forecasting': ForecastingTask,
+    'language_model': LanguageModelTask,
 }
 
 

@@ -35,6 +35,10 @@ class Task(abc.ABC):
   """Base class; subclasses set `config_fields` to the keys of `config.task` they read."""
 
   config_fields: dict[str, Any] = {}
+  # What one unit of evaluation weight counts (eval/<name> in the metrics).
+  eval_count_name = 'num_examples'
+  # Sequence tasks set this to their sequence length, so throughput is also in tokens/s.
+  tokens_per_example: int | None = None
 
   def __init__(self, config: ml_collections.ConfigDict, data_info: dict):
     self.config = config
@@ -59,6 +63,11 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def eval_metrics(self, params: Any, model_state: Any, batch: dict) -> Metrics:
     """Per-example metric values of shape [batch]; the trainer masks padding and averages."""
+
+  def eval_weights(self, batch: dict) -> jax.Array | None:
+    """Per-example weights of the eval averages ([batch]); None weighs every example 1."""
+    del batch
+    return None
 
   def make_optimizer(self, total_steps: int) -> optax.GradientTransformation:
     return optimizers.make_optimizer(self.config.optimizer, total_steps)

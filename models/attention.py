@@ -1,0 +1,149 @@
+"""Multi-head attention with grouped-query heads, rotary positions and a KV cache.
+
+Attention runs through `jax.nn.dot_product_attention` (XLA on CPU/TPU, cuDNN's
+fused kernel on GPU when asked) or a plain einsum-softmax reference path; tests
+check the two agree.
+
+Positions drive masking: a key is visible to a query when its position is >= 0
+and, for causal attention, <= the query's. Left-padded prompts use negative
+positions for their padding, and the cache marks empty slots with -1, so one
+rule covers training, batched prompts and incremental decoding.
+
+Logical axes: q/k/v kernels ('embed', 'heads', 'kv'), output kernel
+('heads', 'kv', 'embed').
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax.typing import Dtype, Initializer
+
+from models import layers
+
+# 'auto' lets jax pick (cuDNN on a GPU when the shapes allow it, else XLA).
+IMPLEMENTATIONS = ('auto', 'xla', 'cudnn', 'reference')
+
+
+def rotary(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
+  """Rotates feature pairs (i, i + H/2) of x [B, T, N, H] by angle position * base^(-2i/H)."""
+  half = x.shape[-1] // 2
+  inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, H/2]
+  sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
+  first, second = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  return jnp.concatenate([first * cos - second * sin, second * cos + first * sin], -1).astype(x.dtype)
+
+
+def visibility(query_positions: jax.Array, key_positions: jax.Array, causal: bool) -> jax.Array:
+  """[B, 1, T, S] bool: which keys each query may attend to."""
+  visible = key_positions[:, None, None, :] >= 0
+  if causal:
+    visible &= key_positions[:, None, None, :] <= query_positions[:, None, :, None]
+  return visible
+
+
+def reference_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None,
+                        causal: bool) -> jax.Array:
+  """softmax(q k^T / sqrt(H)) v in float32, for q [B, T, N, H] and k, v [B, S, K, H] (N % K == 0)."""
+  b, t, n, h = q.shape
+  groups = n // k.shape[2]
+  q = q.reshape(b, t, k.shape[2], groups, h).astype(jnp.float32)
+  scores = jnp.einsum('btkgh,bskh->bkgts', q, k.astype(jnp.float32)) / jnp.sqrt(h)
+  if mask is None and causal:
+    mask = jnp.tril(jnp.ones((t, k.shape[1]), bool))[None, None]
+  if mask is not None:
+    mask = mask.reshape(mask.shape[0], 1, 1, *mask.shape[-2:])  # [B, 1, 1, T, S] over (k, g)
+    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1)
+  out = jnp.einsum('bkgts,bskh->btkgh', probs, v.astype(jnp.float32))
+  return out.reshape(b, t, n, h).astype(v.dtype)
+
+
+class MultiHeadAttention(nn.Module):
+  """Self-attention over x [B, T, E]; `num_kv_heads` < `num_heads` gives grouped-query attention.
+
+  With `decode=True` the keys and values of every call are appended to a cache in
+  the 'cache' collection (created at init with the init input's length as its
+  capacity), and queries attend to everything cached so far.
+  """
+
+  num_heads: int
+  head_dim: int
+  num_kv_heads: int | None = None
+  causal: bool = True
+  use_rotary: bool = False
+  use_bias: bool = False
+  implementation: str = 'auto'
+  decode: bool = False
+  kernel_init: Initializer = nn.initializers.normal(0.02)
+  out_init: Initializer = nn.initializers.normal(0.02)
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def __post_init__(self) -> None:
+    layers.check_choice('attention implementation', self.implementation, IMPLEMENTATIONS)
+    kv_heads = self.num_kv_heads or self.num_heads
+    if self.num_heads % kv_heads:
+      raise ValueError(f'num_heads={self.num_heads} must be a multiple of num_kv_heads={kv_heads}')
+    super().__post_init__()
+
+  def _weights(self, name: str, shape: tuple[int, ...], axes: tuple[str, ...], init) -> tuple[jax.Array, jax.Array]:
+    """(kernel, bias or 0) in the compute dtype. Own params, not nn.DenseGeneral: its
+    kernel init runs on a flattened shape, which clashes with 3-axis logical names."""
+    kernel = self.param(f'{name}_kernel', nn.with_logical_partitioning(init, axes), shape, self.param_dtype)
+    bias = (self.param(f'{name}_bias', nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-2:]
+                                                                      if name != 'out' else axes[-1:]),
+                       shape[1:] if name != 'out' else shape[-1:], self.param_dtype)
+            if self.use_bias else jnp.zeros((), self.param_dtype))
+    return jnp.asarray(kernel, self.dtype), jnp.asarray(bias, self.dtype)
+
+  def _project(self, x: jax.Array, heads: int, name: str) -> jax.Array:
+    kernel, bias = self._weights(name, (x.shape[-1], heads, self.head_dim), ('embed', 'heads', 'kv'),
+                                 self.kernel_init)
+    y = jnp.einsum('bte,enh->btnh', x.astype(self.dtype), kernel) + bias
+    return nn.with_logical_constraint(y, ('batch', 'length', 'heads', 'kv'))
+
+  @nn.compact
+  def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+    """`positions` [B, T] (default 0..T-1); negative marks padding that no query may see."""
+    b, t, _ = x.shape
+    kv_heads = self.num_kv_heads or self.num_heads
+    q = self._project(x, self.num_heads, 'query')
+    k = self._project(x, kv_heads, 'key')
+    v = self._project(x, kv_heads, 'value')
+    default_positions = positions is None
+    if default_positions:
+      positions = jnp.broadcast_to(jnp.arange(t), (b, t))
+    if self.use_rotary:
+      q, k = rotary(q, positions), rotary(k, positions)
+    key_positions = positions
+    if self.decode:
+      k, v, key_positions = self._cached(k, v, positions)
+    # Plain causal training needs no mask array: the kernels build it themselves.
+    mask = None if default_positions and not self.decode else visibility(positions, key_positions, self.causal)
+    causal = self.causal and mask is None
+    if self.implementation == 'reference':
+      out = reference_attention(q, k, v, mask, causal)
+    else:
+      out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal, 
+                                        implementation=None if self.implementation == 'auto' else self.implementation)
+    kernel, bias = self._weights('out', (self.num_heads, self.head_dim, x.shape[-1]), ('heads', 'kv', 'embed'),
+                                 self.out_init)
+    out = jnp.einsum('btnh,nhe->bte', out, kernel) + bias
+    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+
+  def _cached(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Writes this call's keys/values at the cache's fill index; returns the whole cache."""
+    is_initialized = self.has_variable('cache', 'key')
+    cached_k = self.variable('cache', 'key', jnp.zeros, k.shape, k.dtype)
+    cached_v = self.variable('cache', 'value', jnp.zeros, v.shape, v.dtype)
+    cached_pos = self.variable('cache', 'positions', lambda s: jnp.full(s, -1, jnp.int32), positions.shape)
+    index = self.variable('cache', 'index', lambda: jnp.zeros((), jnp.int32))
+    if not is_initialized:
+      return k, v, positions  # init: the call only sizes the cache
+    start = index.value
+    cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k, (0, start, 0, 0))
+    cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v, (0, start, 0, 0))
+    cached_pos.value = jax.lax.dynamic_update_slice(cached_pos.value, positions.astype(jnp.int32), (0, start))
+    index.value = start + k.shape[1]
+    return cached_k.value, cached_v.value, cached_pos.value

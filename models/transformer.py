@@ -1,0 +1,162 @@
+"""Pre-norm Transformer blocks, shared by the language model and the ViT.
+
+  block(x) = x + drop(attention(norm(x))) ; x + drop(mlp(norm(x)))
+
+`TransformerStack` holds the hyperparameters both families share; `TransformerLM`
+and `models.vit.ViT` subclass it and add their own embedding and head, so the
+blocks are one piece of code. Weights start like GPT-2: normal(0.02), with the
+projections back into the residual stream scaled by 1/sqrt(2 * num_layers).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax.typing import Dtype
+
+from models import attention, layers
+
+MLPS = ('gelu', 'swiglu')
+POSITIONS = ('learned', 'rotary')
+INIT_STD = 0.02
+
+
+class MlpBlock(nn.Module):
+  """embed -> mlp_dim -> embed, with GELU or a SwiGLU gate."""
+
+  mlp_dim: int
+  kind: str
+  use_bias: bool
+  out_init: nn.initializers.Initializer
+  dtype: Dtype
+  param_dtype: Dtype
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, use_bias=self.use_bias,
+                 kernel_init=nn.initializers.normal(INIT_STD))
+    h = layers.dense(self.mlp_dim, ('embed', 'mlp'), name='up', **dense)(x)
+    if self.kind == 'swiglu':
+      h = nn.silu(layers.dense(self.mlp_dim, ('embed', 'mlp'), name='gate', **dense)(x)) * h
+    else:
+      h = nn.gelu(h, approximate=False)  # exact, as nanoGPT and torch.nn.GELU
+    h = nn.with_logical_constraint(h, ('batch', 'length', 'mlp'))
+    return layers.dense(x.shape[-1], ('mlp', 'embed'), name='down', **{**dense, 'kernel_init': self.out_init})(h)
+
+
+class TransformerBlock(nn.Module):
+  """One pre-norm attention + MLP block."""
+
+  num_heads: int
+  num_kv_heads: int | None
+  head_dim: int
+  mlp_dim: int
+  mlp: str
+  norm: str
+  causal: bool
+  use_rotary: bool
+  use_bias: bool
+  dropout: float
+  attention_impl: str
+  num_layers: int  # of the whole stack: scales the residual projections' init
+  decode: bool
+  dtype: Dtype
+  param_dtype: Dtype
+
+  @nn.compact
+  def __call__(self, x: jax.Array, positions: jax.Array | None, *, train: bool) -> jax.Array:
+    out_init = nn.initializers.normal(INIT_STD / math.sqrt(2 * self.num_layers))
+    precision = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    h = layers.norm(self.norm, use_bias=self.use_bias, name='attention_norm', **precision)(x)
+    h = attention.MultiHeadAttention(
+        num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, causal=self.causal,
+        use_rotary=self.use_rotary, use_bias=self.use_bias, implementation=self.attention_impl,
+        decode=self.decode, out_init=out_init, name='attention', **precision)(h, positions)
+    x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = layers.norm(self.norm, use_bias=self.use_bias, name='mlp_norm', **precision)(x)
+    h = MlpBlock(self.mlp_dim, self.mlp, self.use_bias, out_init, name='mlp', **precision)(h)
+    x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
+    return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+
+
+class TransformerStack(nn.Module):
+  """Shared fields of the Transformer families, and the blocks + final norm they run."""
+
+  width: int = 128
+  num_layers: int = 4
+  num_heads: int = 4
+  num_kv_heads: int | None = None  # None: as many as num_heads; fewer: grouped-query attention
+  mlp_dim: int | None = None  # None: 4 * width
+  mlp: str = 'gelu'
+  norm: str = 'layernorm'
+  use_bias: bool = False
+  dropout: float = 0.0
+  attention_impl: str = 'auto'
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def __post_init__(self) -> None:
+    layers.check_choice('mlp', self.mlp, MLPS)
+    layers.check_choice('norm', self.norm, layers.NORMS)
+    layers.check_choice('attention_impl', self.attention_impl, attention.IMPLEMENTATIONS)
+    if self.width % self.num_heads:
+      raise ValueError(f'width={self.width} must be a multiple of num_heads={self.num_heads}')
+    super().__post_init__()
+
+  def blocks(self, x: jax.Array, positions: jax.Array | None, *, train: bool, causal: bool, use_rotary: bool,
+             decode: bool = False) -> jax.Array:
+    """Runs the blocks and the final norm; call from a subclass's compact `__call__`."""
+    for i in range(self.num_layers):
+      x = TransformerBlock(
+          num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.width // self.num_heads,
+          mlp_dim=self.mlp_dim or 4 * self.width, mlp=self.mlp, norm=self.norm, causal=causal,
+          use_rotary=use_rotary, use_bias=self.use_bias, dropout=self.dropout, attention_impl=self.attention_impl,
+          num_layers=self.num_layers, decode=decode, dtype=self.dtype, param_dtype=self.param_dtype,
+          name=f'block_{i}')(x, positions, train=train)
+    return layers.norm(self.norm, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+                       name='final_norm')(x)
+
+
+class TransformerLM(TransformerStack):
+  """Decoder-only language model: token ids [B, T] -> next-token logits [B, T, vocab_size] (float32).
+
+  `decode=True` turns on the attention KV cache (see models/attention.py);
+  `train_lib/sampling.py` uses it.
+  """
+
+  vocab_size: int = 0  # the task passes the tokenizer's
+  max_len: int = 256  # positions the learned table covers (rotary has no limit)
+  positions: str = 'learned'
+  tie_embeddings: bool = True
+  decode: bool = False
+
+  def __post_init__(self) -> None:
+    layers.check_choice('positions', self.positions, POSITIONS)
+    if self.vocab_size <= 0:
+      raise ValueError(f'vocab_size must be > 0, got {self.vocab_size}')
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, *, train: bool) -> jax.Array:
+    """`positions` [B, T]: default 0..T-1; negative for left padding (sampling)."""
+    precision = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    embedding = layers.embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(INIT_STD),
+                             name='token_embedding', **precision)
+    x = embedding(tokens)
+    if self.positions == 'learned':
+      table = self.param('position_embedding',
+                         nn.with_logical_partitioning(nn.initializers.normal(INIT_STD), ('length', 'embed')),
+                         (self.max_len, self.width), self.param_dtype)
+      index = jnp.arange(tokens.shape[1]) if positions is None else jnp.maximum(positions, 0)
+      x = x + jnp.asarray(table, self.dtype)[index]
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    x = self.blocks(x, positions, train=train, causal=True, use_rotary=self.positions == 'rotary',
+                    decode=self.decode)
+    if self.tie_embeddings:
+      logits = embedding.attend(x)
+    else:
+      logits = layers.dense(self.vocab_size, ('embed', 'vocab'), use_bias=False,
+                            kernel_init=nn.initializers.normal(INIT_STD), name='head', **precision)(x)
+    return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab')).astype(jnp.float32)

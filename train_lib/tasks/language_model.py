@@ -1,0 +1,58 @@
+"""Next-token prediction on token windows: any models/ LM (Transformer, LSTM, GRU).
+
+Batches come from `input_pipeline.token_windows`: `inputs` and `targets` [B, L]
+int32 and `weights` [B, L] (0 for padding past the end of the text). The loss is
+the mean cross-entropy over real target tokens; evaluation weights each window by
+its real tokens, so eval/loss is the mean over every validation token exactly once.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from train_lib.tasks import base
+from train_lib.tasks.classification import build_model
+
+
+class LanguageModelTask(base.Task):
+  config_fields = {}
+  eval_count_name = 'num_tokens'
+
+  def __init__(self, config: ml_collections.ConfigDict, data_info: dict):
+    super().__init__(config, data_info)
+    self.tokens_per_example = config.data.seq_len
+    self.model = build_model(config.model, config, vocab_size=data_info['vocab_size'])
+
+  def init_variables(self, rng: jax.Array, batch: dict) -> dict:
+    params_rng, dropout_rng = jax.random.split(rng)
+    return self.model.init({'params': params_rng, 'dropout': dropout_rng}, batch['inputs'], train=False)
+
+  def loss(self, params, model_state, batch, rng):
+    logits = self.model.apply({'params': params, **model_state}, batch['inputs'], train=True,
+                              rngs={'dropout': rng})
+    weights = batch['weights']
+    total = jnp.maximum(weights.sum(), 1.0)
+    loss = (_token_losses(logits, batch['targets']) * weights).sum() / total
+    accuracy = (_token_hits(logits, batch['targets']) * weights).sum() / total
+    return loss, (model_state, {'accuracy': accuracy})
+
+  def eval_metrics(self, params, model_state, batch):
+    logits = self.model.apply({'params': params, **model_state}, batch['inputs'], train=False)
+    weights = batch['weights']
+    per_window = jnp.maximum(weights.sum(-1), 1.0)
+    return {
+        'loss': (_token_losses(logits, batch['targets']) * weights).sum(-1) / per_window,
+        'accuracy': (_token_hits(logits, batch['targets']) * weights).sum(-1) / per_window,
+    }
+
+  def eval_weights(self, batch: dict) -> jax.Array:
+    return batch['weights'].sum(-1)
+
+
+def _token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+
+
+def _token_hits(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  return (logits.argmax(-1) == targets).astype(jnp.float32)
