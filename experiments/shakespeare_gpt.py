@@ -47,5 +47,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_every = 1000
   config.checkpoint.every = 1000
   if arg.tiny:
+    config.steps_per_call = 2
     common.shrink_for_tiny(config, steps=2, batch_size=8)
   return config

@@ -5,7 +5,10 @@ A tokenizer is named in the config (`data.tokenizer`):
   'char'          one id per character of the training split (id 0: any other character)
   'byte'          the 256 UTF-8 byte values
   'bpe:N'         SentencePiece BPE with N pieces, trained on the training split
-  'unigram:N'     SentencePiece unigram with N pieces, trained on the training split
+  'unigram:N'     SentencePiece unigram with up to N pieces, trained on the training split
+
+SentencePiece models fall back to UTF-8 bytes for characters they lack, so N
+includes 256 byte pieces and must exceed 256 plus the number of distinct characters.
 
 Learned vocabularies are built once and saved with the data set; `to_json` /
 `from_json` carry a tokenizer into checkpoints, so sampling decodes with exactly
@@ -132,7 +135,8 @@ def _train_sentencepiece(kind: str, size: int, documents: Iterable[str]) -> byte
         # character the pieces miss falls back to its bytes.
         normalization_rule_name='identity', remove_extra_whitespaces=False, add_dummy_prefix=False,
         user_defined_symbols=['\n'], byte_fallback=True, character_coverage=1.0,
-        input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=1, minloglevel=2)
+        input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=1, minloglevel=2,
+        hard_vocab_limit=False)  # a small corpus may support fewer unigram pieces than asked
   except RuntimeError as e:
     raise ValueError(f'data.tokenizer={kind}:{size}: SentencePiece could not train it ({e}); '
                      f'try another vocabulary size') from None

@@ -36,9 +36,10 @@ def rotary(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Ar
 
 def visibility(query_positions: jax.Array, key_positions: jax.Array, causal: bool) -> jax.Array:
   """[B, 1, T, S] bool: which keys each query may attend to."""
-  visible = key_positions[:, None, None, :] >= 0
+  keys = jnp.asarray(key_positions)[:, None, None, :]
+  visible = keys >= 0
   if causal:
-    visible &= key_positions[:, None, None, :] <= query_positions[:, None, :, None]
+    visible = visible & (keys <= jnp.asarray(query_positions)[:, None, :, None])
   return visible
 
 

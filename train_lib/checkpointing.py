@@ -1,4 +1,4 @@
-"""orbax checkpoints of the train state, the data iterator's position and the config.
+"""orbax checkpoints of the train state, the data iterator's position, the config and the tokenizer.
 
 Saves are async and atomic (orbax writes to a temporary directory and renames it on
 commit), so a run killed mid-save leaves the previous checkpoint as the latest.
@@ -62,21 +62,24 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 
 class Checkpointer:
 
-  def __init__(self, directory: str, cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict):
+  def __init__(self, directory: str, cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+               tokenizer: dict | None = None):
+    """`tokenizer`: a text run's `Tokenizer.to_json()`, saved so sampling decodes with the same one."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg.keep, enable_async_checkpointing=cfg.async_save, create=True)
     self._manager = ocp.CheckpointManager(directory, options=options)
     self._config = json.loads(config.to_json_best_effort())
+    self._tokenizer = tokenizer
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, step: int, state: TrainState, data_state: bytes, *, force: bool = False) -> None:
-    self._manager.save(step, force=force, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=DataStateSave(_IteratorSnapshot(data_state)),
-        config=ocp.args.JsonSave(self._config),
-    ))
+    items = dict(state=ocp.args.StandardSave(state), data=DataStateSave(_IteratorSnapshot(data_state)),
+                 config=ocp.args.JsonSave(self._config))
+    if self._tokenizer:
+      items['tokenizer'] = ocp.args.JsonSave(self._tokenizer)
+    self._manager.save(step, force=force, args=ocp.args.Composite(**items))
 
   def restore(self, step: int, abstract_state: TrainState, data_iterator) -> TrainState:
     """Restores onto the shardings carried by `abstract_state`; sets the iterator's position."""

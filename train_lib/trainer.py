@@ -156,7 +156,9 @@ def _train(run: _Run) -> dict[str, float]:
     logging.info('%s', dry_run.report(run.abstract_state, run.shardings, train_call, flops))
     return {'perf/model_flops_per_step': flops}
 
-  checkpointer = Checkpointer(os.path.join(run.workdir, 'checkpoints'), config.checkpoint, config)
+  tokenizer = (input_pipeline.text_data.tokenizer(config.data).to_json()
+               if input_pipeline.text_data.is_text(config.data) else None)
+  checkpointer = Checkpointer(os.path.join(run.workdir, 'checkpoints'), config.checkpoint, config, tokenizer)
   start = checkpointer.latest_step() or 0
   if start:
     logging.info('Resuming from the checkpoint at step %d', start)

