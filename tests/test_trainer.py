@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -125,3 +126,19 @@ def test_profiler_writes_a_trace_of_the_chosen_steps(workdir):
                                          'profile.first_step': 2, 'profile.num_steps': 3}), workdir)
   traces = [f for _, _, files in os.walk(os.path.join(workdir, 'profile')) for f in files]
   assert any(f.endswith(('.xplane.pb', '.trace.json.gz')) for f in traces), traces
+
+
+def test_nothing_recompiles_after_the_first_step(tmp_path):
+  """More steps, logs and evaluations must not mean more compilations."""
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, duration, **kw: compiles.append(event) if event.endswith('backend_compile_duration') else None)
+
+  def count(total_steps, name):
+    start = len(compiles)
+    train_and_evaluate(small_digits_config(total_steps=total_steps, steps_per_call=2, log_every=2, eval_every=10),
+                       str(tmp_path / name))
+    return len(compiles) - start
+
+  count(10, 'warm')  # first use of the data and of jax's own helpers
+  assert count(10, 'short') == count(40, 'long') > 0
