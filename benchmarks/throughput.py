@@ -1,11 +1,11 @@
 r"""Throughput, FLOPs and MFU of named experiments, and their scaling over forced CPU devices.
 
-  python -m benchmarks.throughput [--configs=digits_cnn,mnist1d,fashion_mnist_resnet] [--steps=60]
+  python -m benchmarks.throughput [--configs=digits_cnn,mnist1d,shakespeare_gpt,fashion_mnist_resnet] [--steps=60]
                                   [--scaling=digits_cnn] [--devices=1,2,4,8] [--json=FILE]
 
 Each measurement is a fresh process (device counts are fixed at JAX start-up) that runs the
-trainer for `--warmup` steps, then times `--steps` more, with evaluation and checkpoints
-left to the end. The tables go to stdout with the machine they ran on.
+trainer for `--warmup` steps, then times `--steps` more (both rounded up to whole device calls
+of the experiment's steps_per_call), with evaluation and checkpoints left to the end. The tables go to stdout with the machine they ran on.
 """
 
 import json
@@ -16,7 +16,8 @@ import tempfile
 
 from absl import app, flags
 
-flags.DEFINE_list('configs', ['digits_cnn', 'mnist1d', 'fashion_mnist_resnet'], 'Experiments to time.')
+flags.DEFINE_list('configs', ['digits_cnn', 'mnist1d', 'shakespeare_gpt', 'fashion_mnist_resnet'],
+                  'Experiments to time.')
 flags.DEFINE_string('scaling', 'digits_cnn', 'Experiment for the device-scaling table ("" to skip).')
 flags.DEFINE_list('devices', ['1', '2', '4', '8'], 'Forced CPU device counts for the scaling table.')
 flags.DEFINE_integer('steps', 60, 'Timed steps (after warm-up).')
@@ -24,7 +25,8 @@ flags.DEFINE_integer('warmup', 10, 'Untimed steps first.')
 flags.DEFINE_string('json', None, 'Also write the rows here.')
 flags.DEFINE_string('_measure', None, 'Internal: measure this experiment in this process.')
 
-COLUMNS = ('config', 'devices', 'mesh', 'global_batch', 'steps_per_sec', 'examples_per_sec', 'flops_per_step',
+COLUMNS = ('config', 'devices', 'mesh', 'global_batch', 'steps_per_sec', 'examples_per_sec', 'tokens_per_sec',
+           'flops_per_step',
            'mfu')
 
 
@@ -36,10 +38,10 @@ def _measure(name: str) -> dict:
   from train_lib.metric_writer import read_metrics
   config = __import__(f'experiments.{name}', fromlist=['get_config']).get_config()
   config.num_epochs = None
-  warmup, steps = flags.FLAGS.warmup, flags.FLAGS.steps
-  config.steps_per_call = 1
+  k = config.steps_per_call
+  warmup, steps = (k * -(-n // k) for n in (flags.FLAGS.warmup, flags.FLAGS.steps))
   config.total_steps = warmup + steps
-  config.log_every = warmup if steps % warmup == 0 else 1  # the warm-up is its own window
+  config.log_every = k  # every call is a window; the warm-up's are dropped
   config.eval_every = 0
   config.checkpoint.every = 0
   with tempfile.TemporaryDirectory() as workdir:
@@ -47,13 +49,15 @@ def _measure(name: str) -> dict:
     timed = [r for r in read_metrics(workdir) if r['step'] > warmup]
   import jax
   import numpy as np
-  rate = float(np.mean([r['perf/steps_per_sec'] for r in timed]))
+  # Windows are equal in steps: the overall rate is the harmonic mean of theirs.
+  rate = len(timed) / float(np.sum([1 / r['perf/steps_per_sec'] for r in timed]))
   sizes = dict(zip(mesh_lib.MESH_AXES, mesh_lib.axis_sizes(config.mesh, jax.device_count())))
   mesh = ','.join(f'{axis}={size}' for axis, size in sizes.items() if size > 1) or 'none'
   return {'config': name, 'devices': jax.device_count(), 'mesh': mesh, 'global_batch': config.batch_size,
           'steps_per_sec': rate, 'examples_per_sec': rate * config.batch_size,
+          'tokens_per_sec': rate * config.batch_size * config.data.seq_len if config.data.seq_len else None,
           'flops_per_step': timed[-1]['perf/model_flops_per_step'] * jax.device_count(),
-          'mfu': float(np.mean([r['perf/mfu'] for r in timed])), 'machine': machine.describe()}
+          'mfu': rate * timed[-1]['perf/mfu'] / timed[-1]['perf/steps_per_sec'], 'machine': machine.describe()}
 
 
 def _run_child(name: str, devices: int | None) -> dict:
@@ -70,10 +74,9 @@ def _run_child(name: str, devices: int | None) -> dict:
 
 
 def _table(title: str, rows: list[dict]) -> str:
-  formats = {'steps_per_sec': '{:.2f}', 'examples_per_sec': '{:,.0f}', 'flops_per_step': '{:.3g}',
-             'mfu': lambda v: f'{100 * v:.1f}%'}
-  cells = [[(formats[c].format(r[c]) if isinstance(formats.get(c), str) else formats[c](r[c])) if c in formats
-            else str(r[c]) for c in COLUMNS] for r in rows]
+  formats = {'steps_per_sec': '{:.2f}', 'examples_per_sec': '{:,.0f}', 'tokens_per_sec': '{:,.0f}',
+             'flops_per_step': '{:.3g}', 'mfu': '{:.1%}'}
+  cells = [['-' if r[c] is None else formats.get(c, '{}').format(r[c]) for c in COLUMNS] for r in rows]
   widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
   lines = [title, '  '.join(c.ljust(w) for c, w in zip(COLUMNS, widths))]
   lines += ['  '.join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]

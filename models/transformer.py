@@ -36,13 +36,18 @@ class MlpBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, use_bias=self.use_bias,
                  kernel_init=nn.initializers.normal(INIT_STD))
+    # Tokens as rows of one matrix: XLA:CPU ran this block's backward pass 2.7x slower on
+    # [B, T, E] than on [B*T, E] (the GELU derivative fused into a batched-dims matmul).
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])
     h = layers.dense(self.mlp_dim, ('embed', 'mlp'), name='up', **dense)(x)
     if self.kind == 'swiglu':
       h = nn.silu(layers.dense(self.mlp_dim, ('embed', 'mlp'), name='gate', **dense)(x)) * h
     else:
       h = nn.gelu(h, approximate=False)  # exact, as nanoGPT and torch.nn.GELU
-    h = nn.with_logical_constraint(h, ('batch', 'length', 'mlp'))
-    return layers.dense(x.shape[-1], ('mlp', 'embed'), name='down', **{**dense, 'kernel_init': self.out_init})(h)
+    h = nn.with_logical_constraint(h, ('batch', 'mlp'))
+    out = layers.dense(shape[-1], ('mlp', 'embed'), name='down', **{**dense, 'kernel_init': self.out_init})(h)
+    return out.reshape(shape)
 
 
 class TransformerBlock(nn.Module):
