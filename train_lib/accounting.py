@@ -83,15 +83,17 @@ def _measure_matmul_flops(dtype: str) -> float:
   mesh = jax.sharding.Mesh(np.array(devices), ('d',))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('d'))
   shape = (len(devices), _MATMUL_SIZE, _MATMUL_SIZE)
-  x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(shape), dtype), sharding)
-  matmul = jax.jit(lambda a, b: jnp.einsum('dij,djk->dik', a, b, preferred_element_type=jnp.float32),
-                   out_shardings=sharding)
-  matmul(x, x).block_until_ready()
-  best = float('inf')
-  for _ in range(5):
-    start = time.perf_counter()
+  # This process's devices only, whatever (multi-process) mesh the caller has set.
+  with jax.set_mesh(mesh):
+    x = jax.device_put(np.random.default_rng(0).standard_normal(shape).astype(jnp.dtype(dtype)), sharding)
+    matmul = jax.jit(lambda a, b: jnp.einsum('dij,djk->dik', a, b, preferred_element_type=jnp.float32),
+                     out_shardings=sharding)
     matmul(x, x).block_until_ready()
-    best = min(best, time.perf_counter() - start)
+    best = float('inf')
+    for _ in range(5):
+      start = time.perf_counter()
+      matmul(x, x).block_until_ready()
+      best = min(best, time.perf_counter() - start)
   return len(devices) * 2 * _MATMUL_SIZE**3 / best
 
 
