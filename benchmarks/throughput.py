@@ -38,10 +38,12 @@ def _measure(name: str) -> dict:
   from train_lib.metric_writer import read_metrics
   config = __import__(f'experiments.{name}', fromlist=['get_config']).get_config()
   config.num_epochs = None
-  k = config.steps_per_call
-  warmup, steps = (k * -(-n // k) for n in (flags.FLAGS.warmup, flags.FLAGS.steps))
+  # Windows of whole device calls, at least --warmup steps long (logging syncs the host);
+  # the first window is the warm-up and is dropped.
+  window = config.steps_per_call * -(-flags.FLAGS.warmup // config.steps_per_call)
+  warmup, steps = window, window * -(-flags.FLAGS.steps // window)
   config.total_steps = warmup + steps
-  config.log_every = k  # every call is a window; the warm-up's are dropped
+  config.log_every = window
   config.eval_every = 0
   config.checkpoint.every = 0
   with tempfile.TemporaryDirectory() as workdir:
