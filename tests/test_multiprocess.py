@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -20,8 +21,9 @@ ARGS = ['--config.log_every=5', '--config.eval_every=10', '--config.checkpoint.e
 def _launch(workdir, port, *args, wait=True):
   command = [LAUNCH, '--processes=2', '--devices_per_process=2', f'--port={port}', '--',
              f'--workdir={workdir}', *ARGS, *args]
+  # The interpreter running the tests, whether or not its venv is on PATH.
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+                             start_new_session=True, env={**os.environ, 'PYTHON': sys.executable})
   if not wait:
     return process
   output, _ = process.communicate(timeout=600)
