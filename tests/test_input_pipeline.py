@@ -3,7 +3,6 @@
 import io
 import time
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds

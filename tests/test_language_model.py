@@ -1,7 +1,6 @@
 """Text data, tokenizers, token windows, attention, the Transformer LM, KV-cache sampling."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -189,7 +189,7 @@ def test_co2_builder_splits_the_monthly_series(tmp_path):
   assert len(values) == 526 and np.isfinite(values).all()
   arrays = co2.LaminaCo2(data_dir=str(tmp_path))._split_arrays()
   (train_x, train_y), (test_x, test_y) = arrays['train'], arrays['test']
-  assert train_x.shape == (359, 36) and test_y.shape == (109, 12)
+  assert train_x.shape == (359, 36) and test_x.shape == (109, 36) and test_y.shape == (109, 12)
   np.testing.assert_array_equal(test_y[-1], values[-12:])
   np.testing.assert_array_equal(train_y[-1], values[526 - 120 - 12:526 - 120])
 
