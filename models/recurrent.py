@@ -142,7 +142,8 @@ class _SequenceReader(RecurrentStack):
     super().__post_init__()
 
   def _head_width(self) -> int:
-    raise NotImplementedError
+    """The head's output width; each subclass names its own (num_classes, horizon)."""
+    raise NotImplementedError(f'{type(self).__name__} must define _head_width')
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

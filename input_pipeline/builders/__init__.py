@@ -29,6 +29,16 @@ OFFLINE_SPLITS = {
 }
 OFFLINE_DATASETS = tuple(OFFLINE_SPLITS)
 
+# Names always served by lamina's own builder (mnist and fashion_mnist prefer a prepared tfds copy).
+_LOCAL_ONLY = {
+    'co2': co2.LaminaCo2,
+    'digits': digits.LaminaDigits,
+    'mnist1d': mnist1d.LaminaMnist1d,
+    'shakespeare': shakespeare.LaminaShakespeare,
+    'shakespeare_tiny': shakespeare.LaminaShakespeareTiny,
+    'synthetic_text': synthetic_text.LaminaSyntheticText,
+}
+
 
 def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
   """Whether `builder`'s data dir is complete (tfds warns on a missing one)."""
@@ -49,18 +59,8 @@ def _prepared_tfds(name: str, data_dir: str) -> tfds.core.DatasetBuilder | None:
 
 def offline_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   """Returns the builder serving lamina's offline dataset `name` (maybe unprepared)."""
-  if name == 'co2':
-    return co2.LaminaCo2(data_dir=data_dir)
-  if name == 'digits':
-    return digits.LaminaDigits(data_dir=data_dir)
-  if name == 'mnist1d':
-    return mnist1d.LaminaMnist1d(data_dir=data_dir)
-  if name == 'shakespeare':
-    return shakespeare.LaminaShakespeare(data_dir=data_dir)
-  if name == 'shakespeare_tiny':
-    return shakespeare.LaminaShakespeareTiny(data_dir=data_dir)
-  if name == 'synthetic_text':
-    return synthetic_text.LaminaSyntheticText(data_dir=data_dir)
+  if name in _LOCAL_ONLY:
+    return _LOCAL_ONLY[name](data_dir=data_dir)
   if name == 'mnist':
     real = _prepared_tfds('mnist', data_dir)
     if real:
