@@ -1,15 +1,16 @@
 """Multi-head attention with grouped-query heads, rotary positions and a KV cache.
 
-Attention runs through `jax.nn.dot_product_attention` (XLA on CPU/TPU, cuDNN's
-fused kernel on GPU when asked) or a plain einsum-softmax reference path; tests
-check the two agree.
+The attention itself is one of `models.attention_core`'s implementations:
+`jax.nn.dot_product_attention` (cuDNN's fused kernel on GPUs), einsums with a
+hand-written backward pass (the CPU default), or a plain reference; tests check
+they agree.
 
 Positions drive masking: a key is visible to a query when its position is >= 0
 and, for causal attention, <= the query's. Left-padded prompts use negative
 positions for their padding, and the cache marks empty slots with -1, so one
 rule covers training, batched prompts and incremental decoding.
 
-Logical axes: q/k/v kernels ('embed', 'heads', 'kv'), output kernel
+Logical axes: the fused q/k/v kernel ('embed', 'heads', None, 'kv'), output kernel
 ('heads', 'kv', 'embed').
 """
 
@@ -18,10 +19,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype, Initializer
 
-from models import layers
+from models import attention_core, layers, matmul
 
-# 'auto' lets jax pick (cuDNN on a GPU when the shapes allow it, else XLA).
-IMPLEMENTATIONS = ('auto', 'xla', 'cudnn', 'reference')
+IMPLEMENTATIONS = attention_core.IMPLEMENTATIONS
 
 
 def rotary(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
@@ -41,23 +41,6 @@ def visibility(query_positions: jax.Array, key_positions: jax.Array, causal: boo
   if causal:
     visible = visible & (keys <= jnp.asarray(query_positions)[:, None, :, None])
   return visible
-
-
-def reference_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None,
-                        causal: bool) -> jax.Array:
-  """softmax(q k^T / sqrt(H)) v in float32, for q [B, T, N, H] and k, v [B, S, K, H] (N % K == 0)."""
-  b, t, n, h = q.shape
-  groups = n // k.shape[2]
-  q = q.reshape(b, t, k.shape[2], groups, h).astype(jnp.float32)
-  scores = jnp.einsum('btkgh,bskh->bkgts', q, k.astype(jnp.float32)) / jnp.sqrt(h)
-  if mask is None and causal:
-    mask = jnp.tril(jnp.ones((t, k.shape[1]), bool))[None, None]
-  if mask is not None:
-    mask = mask.reshape(mask.shape[0], 1, 1, *mask.shape[-2:])  # [B, 1, 1, T, S] over (k, g)
-    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1)
-  out = jnp.einsum('bkgts,bskh->btkgh', probs, v.astype(jnp.float32))
-  return out.reshape(b, t, n, h).astype(v.dtype)
 
 
 class MultiHeadAttention(nn.Module):
@@ -88,30 +71,40 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(f'num_heads={self.num_heads} must be a multiple of num_kv_heads={kv_heads}')
     super().__post_init__()
 
-  def _weights(self, name: str, shape: tuple[int, ...], axes: tuple[str, ...], init) -> tuple[jax.Array, jax.Array]:
-    """(kernel, bias or 0) in the compute dtype. Own params, not nn.DenseGeneral: its
-    kernel init runs on a flattened shape, which clashes with 3-axis logical names."""
+  def _weights(self, name: str, shape: tuple[int, ...], axes: tuple[str | None, ...], bias_axes: int,
+               init: Initializer) -> tuple[jax.Array, jax.Array]:
+    """(kernel, bias or 0) in the compute dtype; the bias covers the last `bias_axes` axes.
+
+    Own params, not nn.DenseGeneral: its kernel init runs on a flattened shape, which
+    clashes with multi-axis logical names."""
     kernel = self.param(f'{name}_kernel', nn.with_logical_partitioning(init, axes), shape, self.param_dtype)
-    bias = (self.param(f'{name}_bias', nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-2:]
-                                                                      if name != 'out' else axes[-1:]),
-                       shape[1:] if name != 'out' else shape[-1:], self.param_dtype)
+    bias = (self.param(f'{name}_bias', nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-bias_axes:]),
+                       shape[-bias_axes:], self.param_dtype)
             if self.use_bias else jnp.zeros((), self.param_dtype))
     return jnp.asarray(kernel, self.dtype), jnp.asarray(bias, self.dtype)
 
-  def _project(self, x: jax.Array, heads: int, name: str) -> jax.Array:
-    kernel, bias = self._weights(name, (x.shape[-1], heads, self.head_dim), ('embed', 'heads', 'kv'),
-                                 self.kernel_init)
-    y = jnp.einsum('bte,enh->btnh', x.astype(self.dtype), kernel) + bias
-    return nn.with_logical_constraint(y, ('batch', 'length', 'heads', 'kv'))
+  def _project_qkv(self, x: jax.Array, kv_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """q [B, T, N, H] and k, v [B, T, K, H] from one matmul.
+
+    The kernel [E, K, G + 2, H] holds, for each of the K key/value heads, its G = N / K
+    query heads, its key and its value side by side: one large matmul instead of three
+    small ones (1.6x faster on CPU at width 128), and sharding 'heads' keeps each group's
+    q, k and v on the same device. Query head k * G + g is group k's g-th.
+    """
+    b, t, _ = x.shape
+    groups = self.num_heads // kv_heads
+    kernel, bias = self._weights('qkv', (x.shape[-1], kv_heads, groups + 2, self.head_dim),
+                                 ('embed', 'heads', None, 'kv'), 3, self.kernel_init)
+    y = matmul.einsum('bte,ekgh->btkgh', x, kernel, self.dtype) + bias
+    y = nn.with_logical_constraint(y, ('batch', 'length', 'heads', None, 'kv'))
+    q = y[:, :, :, :groups].reshape(b, t, self.num_heads, self.head_dim)
+    return tuple(z.astype(self.dtype) for z in (q, y[:, :, :, groups], y[:, :, :, groups + 1]))
 
   @nn.compact
   def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
     """`positions` [B, T] (default 0..T-1); negative marks padding that no query may see."""
     b, t, _ = x.shape
-    kv_heads = self.num_kv_heads or self.num_heads
-    q = self._project(x, self.num_heads, 'query')
-    k = self._project(x, kv_heads, 'key')
-    v = self._project(x, kv_heads, 'value')
+    q, k, v = self._project_qkv(x, self.num_kv_heads or self.num_heads)
     default_positions = positions is None
     if default_positions:
       positions = jnp.broadcast_to(jnp.arange(t), (b, t))
@@ -122,15 +115,10 @@ class MultiHeadAttention(nn.Module):
       k, v, key_positions = self._cached(k, v, positions)
     # Plain causal training needs no mask array: the kernels build it themselves.
     mask = None if default_positions and not self.decode else visibility(positions, key_positions, self.causal)
-    causal = self.causal and mask is None
-    if self.implementation == 'reference':
-      out = reference_attention(q, k, v, mask, causal)
-    else:
-      out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal, 
-                                        implementation=None if self.implementation == 'auto' else self.implementation)
-    kernel, bias = self._weights('out', (self.num_heads, self.head_dim, x.shape[-1]), ('heads', 'kv', 'embed'),
+    out = attention_core.attend(q, k, v, mask, self.causal, self.implementation)
+    kernel, bias = self._weights('out', (self.num_heads, self.head_dim, x.shape[-1]), ('heads', 'kv', 'embed'), 1,
                                  self.out_init)
-    out = jnp.einsum('btnh,nhe->bte', out, kernel) + bias
+    out = matmul.einsum('btnh,nhe->bte', out, kernel, self.dtype) + bias
     return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
 
   def _cached(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

