@@ -8,9 +8,11 @@ Defaults equal nanoGPT's "train on a CPU" command for shakespeare_char: 4 layers
 (lr 1e-3, betas 0.9/0.99, weight decay 0.1 on matrices), 100 warm-up steps then
 cosine to 1e-4, gradient clipping at 1, no biases, tied embeddings. nanoGPT
 reports validation loss 1.88 for it (its 65-character vocabulary; ours is 66).
+Matmuls run in bf16 (f32 accumulation, f32 weights) where the machine multiplies
+bf16 fast (compute_dtype=auto), else in f32 as nanoGPT does on a CPU.
 
 Args: tokenizer=char|byte|bpe:N|unigram:N, positions=learned|rotary, steps_per_call=K,
-compute_dtype=float32|bfloat16, tiny=True.
+compute_dtype=auto|float32|bfloat16, tiny=True.
 """
 
 import ml_collections
@@ -20,7 +22,7 @@ from experiments import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, tokenizer='char', positions='learned', steps_per_call=50,
-                         compute_dtype='float32', tiny=False)
+                         compute_dtype='auto', tiny=False)
   config = common.base_config()
   config.task.name = 'language_model'
   config.data.name = 'shakespeare_tiny'

@@ -44,7 +44,7 @@ class MlpBlock(nn.Module):
     if self.kind == 'swiglu':
       h = nn.silu(layers.dense(self.mlp_dim, ('embed', 'mlp'), name='gate', **dense)(x)) * h
     else:
-      h = nn.gelu(h, approximate=False)  # exact, as nanoGPT and torch.nn.GELU
+      h = layers.exact_gelu(h)  # as nanoGPT and torch.nn.GELU
     h = nn.with_logical_constraint(h, ('batch', 'mlp'))
     out = layers.dense(shape[-1], ('mlp', 'embed'), name='down', **{**dense, 'kernel_init': self.out_init})(h)
     return out.reshape(shape)

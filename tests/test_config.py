@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from experiments import common
-from train_lib import config_check, mesh
+from train_lib import config_check, mesh, precision
 from train_lib.config_defaults import base_config
 from train_lib.errors import ConfigError
 from train_lib.metric_writer import MetricWriter, read_metrics
@@ -118,3 +118,17 @@ def test_epochs_become_a_whole_number_of_device_calls():
   config.num_epochs, config.total_steps = None, 10
   with pytest.raises(ConfigError, match='total_steps=10 must be a multiple of steps_per_call=4'):
     resolve_total_steps(config, 1000)
+
+
+def test_auto_compute_dtype_follows_the_machines_bfloat16_support(monkeypatch):
+  for fast, want in ((True, 'bfloat16'), (False, 'float32')):
+    monkeypatch.setattr(precision, 'fast_bfloat16', lambda fast=fast: fast)
+    assert precision.resolve('auto') == want
+  assert precision.resolve('float32') == 'float32'
+  with pytest.raises(ConfigError, match=r"unknown dtype 'float8'.*'auto'"):
+    precision.resolve('float8')
+  cpu_flags = open('/proc/cpuinfo').read()
+  monkeypatch.undo()
+  precision.fast_bfloat16.cache_clear()
+  assert precision.fast_bfloat16() == (jax.default_backend() != 'cpu' or 'avx512_bf16' in cpu_flags
+                                       or 'amx_bf16' in cpu_flags)

@@ -60,3 +60,10 @@ def test_bfloat16_dense_trains_like_float32():
     losses[dtype] = float(loss(params))
   assert losses[jnp.float32] < 1e-3 * float(jnp.mean(target**2))  # it fits
   assert losses[jnp.bfloat16] < 1e-3 * float(jnp.mean(target**2))  # so does the bf16 compute
+
+
+def test_exact_gelu_equals_jax_erfc_form_and_its_gradient():
+  x = jnp.linspace(-12.0, 12.0, 10_001)
+  np.testing.assert_allclose(layers.exact_gelu(x), jax.nn.gelu(x, approximate=False), atol=2e-6)
+  grad = jax.vmap(jax.grad(layers.exact_gelu))(x)
+  np.testing.assert_allclose(grad, jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x), atol=2e-6)

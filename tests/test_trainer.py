@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import digits_cnn
 from tests.conftest import small_digits_config
 from train_lib import train_and_evaluate
 from train_lib.errors import NonFiniteLossError
@@ -30,9 +31,15 @@ def test_run_writes_metrics_config_tensorboard_and_checkpoints(workdir):
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
 
 
-def test_training_learns_digits(workdir):
-  final = train_and_evaluate(small_digits_config(total_steps=300, eval_every=0, **{'checkpoint.every': 0}), workdir)
-  assert final['eval/accuracy'] > 0.9
+def test_default_experiment_learns_digits_in_float32_and_bfloat16_alike(tmp_path):
+  accuracy = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = digits_cnn.get_config()
+    config.compute_dtype = dtype
+    config.eval_every = config.checkpoint.every = 0
+    accuracy[dtype] = train_and_evaluate(config, str(tmp_path / dtype))['eval/accuracy']
+  assert accuracy['float32'] >= 0.98, accuracy
+  assert abs(accuracy['bfloat16'] - accuracy['float32']) <= 0.005, accuracy  # within half a point
 
 
 def test_finished_run_is_not_retrained(workdir):

@@ -15,7 +15,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 import input_pipeline
-from train_lib import accounting, config_check, dry_run, log_filter, state_init, steps, tasks, workdir as workdir_lib
+from train_lib import accounting, config_check, dry_run, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.feeder import Feeder
@@ -178,8 +178,9 @@ def _train(run: _Run) -> dict[str, float]:
   feeder = Feeder(run.iterator, steps_per_call=k, sharding=batch_sharding(run.mesh, run.rules, leading_dims=1),
                   process_count=run.process_count)
   watcher = PreemptionWatcher()
-  peak, peak_source = accounting.peak_flops_per_device(config.compute_dtype, run.workdir)
-  logging.info('Model FLOPs per step per device: %.3g; peak %.3g FLOP/s per device (%s)', flops, peak, peak_source)
+  peak, peak_source = accounting.peak_flops_per_device(precision.resolve(config.compute_dtype), run.workdir)
+  logging.info('Compute dtype %s; model FLOPs per step per device: %.3g; peak %.3g FLOP/s per device (%s)',
+               precision.resolve(config.compute_dtype), flops, peak, peak_source)
   progress = Progress(run.total_steps, start, config.batch_size, flops, peak, run.task.tokens_per_example)
   profiler = Profiler(os.path.join(run.workdir, 'profile'), config.profile)
   pending, record, step = [], {}, start
