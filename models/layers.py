@@ -200,6 +200,8 @@ def pool(
   by the full window size (padding counts as zeros, like PyTorch's default).
   """
   check_choice('pool', kind, POOLS)
+  if tuple(window) == tuple(strides) and padding == 'VALID' and _divides(window, x.shape[1:-1]):
+    return _tiled_pool(x, kind, tuple(window))
   dims = (1, *window, 1)
   steps = (1, *strides, 1)
   if not isinstance(padding, str):
@@ -208,6 +210,20 @@ def pool(
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, steps, padding)
   total = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, steps, padding)
   return total / math.prod(window)
+
+
+def _divides(window: Sequence[int], spatial: Sequence[int]) -> bool:
+  return all(size % w == 0 for w, size in zip(window, spatial))
+
+
+def _tiled_pool(x: jax.Array, kind: str, window: tuple[int, ...]) -> jax.Array:
+  """Non-overlapping windows as a reshape and a reduction: XLA:CPU differentiates
+  reduce_window max with a select-and-scatter 5x slower than this (39 ms against 8 for
+  a 128x28x28x32 batch). Tied maxima share the gradient instead of the first taking it."""
+  tiles = [d for size, w in zip(x.shape[1:-1], window) for d in (size // w, w)]
+  x = x.reshape(x.shape[0], *tiles, x.shape[-1])
+  axes = tuple(range(2, 2 * len(window) + 1, 2))
+  return x.max(axes) if kind == 'max' else x.mean(axes)
 
 
 def flatten(x: jax.Array) -> jax.Array:

@@ -286,3 +286,16 @@ def test_digits_cnn_overfits_random_labels(digits_cnn):
     params, opt_state = step(params, opt_state)
   logits = _eval_fn(model)({'params': params}, x)
   assert float((logits.argmax(-1) == labels).mean()) == 1.0
+
+
+@pytest.mark.parametrize('kind', ['max', 'avg'])
+def test_tiled_pooling_equals_reduce_window_forward_and_backward(kind):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 6, 3))
+  explicit = ((0, 0), (0, 0))  # padding pairs take the reduce_window path
+
+  def loss(x, padding):
+    return jnp.sum(layers.pool(x, kind, (2, 2), (2, 2), padding) ** 2)
+
+  np.testing.assert_allclose(layers.pool(x, kind, (2, 2), (2, 2)), layers.pool(x, kind, (2, 2), (2, 2), explicit))
+  np.testing.assert_allclose(jax.grad(loss)(x, 'VALID'), jax.grad(loss)(x, explicit), atol=1e-6)
+  assert layers.pool(x, kind, (3, 3), (3, 3)).shape == (2, 2, 2, 3)  # 8 is not a multiple of 3: reduce_window
