@@ -1,0 +1,42 @@
+"""The machine's matmul ceilings, timed in jax and in torch, for MFU against either dtype.
+
+jax's number is train_lib.accounting's own (the peak lamina's console MFU uses);
+torch multiplies matrices of the same size, so the two are like for like. Per dtype
+the better of the two is the machine's ceiling.
+"""
+
+import time
+
+import jax
+import torch
+
+from train_lib import accounting
+
+SIZE = accounting._MATMUL_SIZE  # pylint: disable=protected-access  (the same matrices as jax's)
+DTYPES = ('float32', 'bfloat16')
+
+
+def jax_matmul_flops(dtype: str) -> float:
+  """FLOP/s of a timed SIZE^3 jax matmul over all local devices (bf16 inputs accumulate in f32)."""
+  return accounting.peak_flops_per_device(dtype)[0] * jax.local_device_count()
+
+
+def torch_matmul_flops(dtype: str, repeats: int = 5) -> float:
+  """FLOP/s of a SIZE^3 torch matmul, best of `repeats` (oneDNN accumulates bf16 products in f32)."""
+  x = torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(getattr(torch, dtype))
+  x @ x
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    x @ x
+    best = min(best, time.perf_counter() - start)
+  return 2 * SIZE**3 / best
+
+
+def measure() -> dict[str, dict[str, float]]:
+  """{dtype: {'jax': FLOP/s, 'torch': FLOP/s, 'ceiling': the better}}."""
+  result = {}
+  for dtype in DTYPES:
+    timed = {'jax': jax_matmul_flops(dtype), 'torch': torch_matmul_flops(dtype)}
+    result[dtype] = {**timed, 'ceiling': max(timed.values())}
+  return result

@@ -1,0 +1,142 @@
+"""Training a torch mirror the way lamina's trainer trains the original.
+
+The same optimizer semantics as train_lib.optimizers (clip, then coupled L2 decay for
+SGD/Adam or decoupled decay for AdamW, on >= 2-D weights unless the config says 'all'),
+the learning rate of every step taken from lamina's own schedule function, the same
+losses as train_lib.tasks, and batches from lamina's input pipeline converted on a
+thread as lamina's Feeder does for its device calls.
+"""
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import input_pipeline
+from benchmarks import torch_models
+from train_lib import optimizers, tasks
+from train_lib.tasks.classification import ClassificationTask
+from train_lib.tasks.language_model import LanguageModelTask
+
+DTYPES = ('float32', 'bfloat16')
+
+
+def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+  # Integer arrays become int64, the index type torch's losses take.
+  return {k: torch.from_numpy(v.astype(np.int64) if np.issubdtype(v.dtype, np.integer) else v)
+          for k, v in batch.items()}
+
+
+class Prefetcher:
+  """Up to `depth` batches read and converted ahead on a thread (a daemon: it ends with the process)."""
+
+  def __init__(self, iterator: Iterator[dict], depth: int = 2):
+    self._iterator = iterator
+    self._queue: queue.Queue = queue.Queue(maxsize=depth)
+    threading.Thread(target=self._run, daemon=True, name='peers-prefetch').start()
+
+  def _run(self) -> None:
+    try:
+      while True:
+        self._queue.put(to_torch(next(self._iterator)))
+    except BaseException as e:  # surfaced on the next call of next()
+      self._queue.put(e)
+
+  def next(self) -> dict[str, torch.Tensor]:
+    item = self._queue.get()
+    if isinstance(item, BaseException):
+      raise item
+    return item
+
+
+def make_optimizer(model: torch.nn.Module, cfg: ml_collections.ConfigDict) -> torch.optim.Optimizer:
+  """torch's counterpart of train_lib.optimizers.make_optimizer, without its clipping and schedule."""
+  optimizers.validate(cfg)
+  decayed = [p for p in model.parameters() if p.ndim > 1 or cfg.weight_decay_mask == 'all']
+  others = [p for p in model.parameters() if not (p.ndim > 1 or cfg.weight_decay_mask == 'all')]
+  groups = [{'params': ps, 'weight_decay': wd} for ps, wd in ((decayed, cfg.weight_decay), (others, 0.0)) if ps]
+  if cfg.name == 'adamw':
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.b1, cfg.b2), eps=cfg.eps)
+  if cfg.name == 'adam':
+    return torch.optim.Adam(groups, lr=cfg.learning_rate, betas=(cfg.b1, cfg.b2), eps=cfg.eps)
+  momentum = cfg.momentum if cfg.name == 'momentum' else 0.0
+  return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=momentum, nesterov=cfg.nesterov and momentum > 0)
+
+
+def learning_rates(cfg: ml_collections.ConfigDict, total_steps: int) -> np.ndarray:
+  """lamina's schedule evaluated at every step: the rate optax applies in update `i` is entry i."""
+  return np.asarray(jax.vmap(optimizers.make_schedule(cfg, total_steps))(np.arange(total_steps)))
+
+
+class TorchRun:
+  """A torch mirror of `config`'s model with its optimizer, trained one batch at a time."""
+
+  def __init__(self, config: ml_collections.ConfigDict, total_steps: int, dtype: str = 'float32',
+               params: torch_models.Params | None = None):
+    if dtype not in DTYPES:
+      raise ValueError(f'torch dtype {dtype!r} is not one of {list(DTYPES)}')
+    self.config = config
+    self.data_info = input_pipeline.dataset_info(config.data)
+    lamina_task = tasks.get(config, self.data_info)
+    self.is_language_model = isinstance(lamina_task, LanguageModelTask)
+    if not self.is_language_model and not isinstance(lamina_task, ClassificationTask):
+      raise ValueError(f'no torch counterpart of task {config.task.name!r}')
+    self.input_key = 'inputs' if self.is_language_model else lamina_task.input_key
+    self.target_key = 'targets' if self.is_language_model else lamina_task.label_key
+    self.model = torch_models.from_lamina(lamina_task.model, self.data_info['features'][self.input_key]['shape'])
+    if params is not None:
+      self.model.load_flax(params)
+    self.bfloat16 = dtype == 'bfloat16'
+    self.optimizer = make_optimizer(self.model, config.optimizer)
+    self.lrs = learning_rates(config.optimizer, total_steps)
+    self.step = 0
+
+  def _autocast(self) -> torch.autocast:
+    # bf16 matmuls and convolutions over float32 parameters, like lamina's compute_dtype.
+    return torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bfloat16)
+
+  def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(float32 logits [..., classes], cross-entropy [...], weights [...]) over examples or tokens."""
+    logits = self.model(batch[self.input_key]).float()
+    targets = batch[self.target_key]
+    losses = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction='none').view(targets.shape)
+    weights = batch['weights'] if self.is_language_model else torch.ones_like(losses)
+    return logits, losses, weights
+
+  def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+    """One optimizer step; returns its loss (before the update), as lamina's train/loss."""
+    self.model.train()
+    for group in self.optimizer.param_groups:
+      group['lr'] = float(self.lrs[self.step])
+    with self._autocast():
+      _, losses, weights = self.token_losses(batch)
+      loss = (losses * weights).sum() / weights.sum().clamp(min=1.0)
+    self.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if self.config.optimizer.grad_clip_norm > 0:
+      torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optimizer.grad_clip_norm)
+    self.optimizer.step()
+    self.step += 1
+    return loss.item()
+
+  @torch.no_grad()
+  def evaluate(self) -> dict[str, float]:
+    """eval/loss and eval/accuracy over the whole eval split, each example (or token) once."""
+    self.model.eval()
+    config = self.config
+    sums = np.zeros(3)  # loss, hits, weight
+    for batch in input_pipeline.make_eval_batches(config.data, split=config.data.eval_split,
+                                                  global_batch_size=config.eval_batch_size,
+                                                  process_index=0, process_count=1):
+      batch = to_torch(batch)
+      with self._autocast():
+        logits, losses, weights = self.token_losses(batch)
+      weights = weights * batch['mask'].view(-1, *[1] * (weights.ndim - 1))
+      hits = (logits.argmax(-1) == batch[self.target_key]).float()
+      sums += [float((v * weights).sum()) for v in (losses, hits, torch.ones_like(hits))]
+    return {'eval/loss': sums[0] / sums[2], 'eval/accuracy': sums[1] / sums[2]}

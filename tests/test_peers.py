@@ -1,0 +1,112 @@
+"""The peer benchmark: torch mirrors compute what lamina's models compute, and the harness runs end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import peers, torch_train
+from tests.conftest import REPO
+from train_lib import steps
+
+TINY_ROWS = ('gpt', 'digits_cnn', 'fashion_mnist_resnet')
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+  """Tiny tensors gain nothing from threads, and OpenMP's spinning ones crawl on a shared CPU."""
+  threads = torch.get_num_threads()
+  torch.set_num_threads(1)
+  yield
+  torch.set_num_threads(threads)
+
+
+def _batches(config, count: int) -> list[dict]:
+  batches = peers.train_batches(config)
+  return [next(batches) for _ in range(count)]
+
+
+@pytest.mark.parametrize('row', list(peers.ROWS))
+def test_parameter_counts_match(row):
+  config = peers.row_config(row)
+  lamina = sum(x.size for x in jax.tree.leaves(peers.lamina_start(config, abstract=True)[2].params))
+  run = torch_train.TorchRun(config, config.total_steps)
+  assert sum(p.numel() for p in run.model.parameters()) == lamina
+
+
+@pytest.mark.parametrize('row', TINY_ROWS)
+def test_from_the_same_init_torch_computes_and_learns_the_same(row):
+  """Equal logits at lamina's initial params, then equal losses step after step through lamina's own
+  train step: the architecture, optimizer, schedule, clipping and weight decay all agree."""
+  config = peers.row_config(row, tiny=True, compute_dtype='float32')
+  if 'dropout' in config.model:
+    config.model.dropout = 0.0  # dropout masks come from different generators
+  config.total_steps = 5
+  config.optimizer.warmup_steps = 1  # real updates from the second step on
+  batches = _batches(config, config.total_steps)
+  task, tx, state = peers.lamina_start(config)
+  run = torch_train.TorchRun(config, config.total_steps, params=state.params)
+
+  # Train mode, so the ResNet's BatchNorm normalises by the batch on both sides.
+  inputs = batches[0][run.input_key]
+  logits, _ = task.model.apply({'params': state.params, **state.model_state}, inputs, train=True,
+                               mutable=list(state.model_state))
+  with torch.no_grad():
+    torch_logits = run.model(torch_train.to_torch({'x': inputs})['x']).numpy()
+  # atol: flax's BatchNorm takes the variance as E[x^2] - E[x]^2, torch in two passes.
+  np.testing.assert_allclose(torch_logits, np.asarray(logits), rtol=1e-4, atol=1e-4)
+
+  call = jax.jit(steps.make_train_call(task, tx, accum_steps=1, ema_decay=0.0))
+  expected = []
+  for batch in batches:
+    state, metrics = call(state, jax.tree.map(lambda x: x[None], batch))
+    expected.append(float(metrics['loss']))
+  actual = [run.train_step(torch_train.to_torch(b)) for b in batches]
+  assert expected[-1] < expected[0]  # it learned: the updates were real
+  np.testing.assert_allclose(actual, expected, rtol=2e-4)
+
+
+def test_bfloat16_autocast_trains():
+  config = peers.row_config('gpt', tiny=True)
+  run = torch_train.TorchRun(config, config.total_steps, dtype='bfloat16')
+  losses = [run.train_step(torch_train.to_torch(b)) for b in _batches(config, 2)]
+  assert np.isfinite(losses).all()
+  assert np.isfinite(list(run.evaluate().values())).all()
+
+
+def test_unmirrored_fields_fail_loudly():
+  config = peers.row_config('gpt', tiny=True)
+  config.model.positions = 'rotary'
+  with pytest.raises(ValueError, match='positions'):
+    torch_train.TorchRun(config, config.total_steps)
+
+
+def test_benchmark_runs_end_to_end(tmp_path):
+  """The GPT row on its tiny config, each side in its own process (every child costs ~10 s, so one row)."""
+  out = tmp_path / 'peers.json'
+  result = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.peers', '--tiny', '--steps=2', '--warmup=1', '--models=gpt', f'--json={out}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})  # torch's spinning threads crawl on a shared CPU
+  assert result.returncode == 0, result.stderr[-3000:]
+  [row] = json.loads(out.read_text())['rows']
+  assert row['model'] == 'gpt' and row['unit'] == 'tokens/s'
+  assert row['lamina_params'] == row['torch_params'] > 0
+  assert row['lamina_rate'] > 0 and row['torch_rate'] > 0 and row['flops_per_step'] > 0
+  # Tiny GPT: 2 steps per device call, so a warm-up of 1 step rounds up to one call, and 2 timed steps to one more.
+  assert (row['warmup'], row['steps']) == (2, 2)
+  assert np.isfinite([row[f'{side}_{key}'] for side in ('lamina', 'torch')
+                      for key in ('train_loss', 'eval_loss', 'mfu_float32', 'mfu_bfloat16')]).all()
+  assert 'lamina/torch' in result.stdout and 'Machine:' in result.stdout
+
+
+def test_missing_torch_says_how_to_install(monkeypatch):
+  real = peers.importlib.util.find_spec
+  monkeypatch.setattr(peers.importlib.util, 'find_spec', lambda name: None if name == 'torch' else real(name))
+  with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
+    peers.main([])
