@@ -1,9 +1,27 @@
 """metrics.jsonl (one JSON object per logged step) and TensorBoard event files."""
 
+import importlib
 import json
 import os
+import sys
 
-import tensorboardX
+
+def _import_tensorboardx():
+  """tensorboardX, without the torch import it makes only to recognise torch tensors.
+
+  That import costs every lamina process 1.5-2 s where torch is installed (the
+  `bench` extra); lamina writes plain floats. torch stays importable afterwards.
+  """
+  if 'torch' in sys.modules:
+    return importlib.import_module('tensorboardX')
+  sys.modules['torch'] = None  # makes `import torch` raise ImportError for the moment
+  try:
+    return importlib.import_module('tensorboardX')
+  finally:
+    del sys.modules['torch']
+
+
+tensorboardX = _import_tensorboardx()
 
 
 class MetricWriter:
