@@ -39,7 +39,7 @@ def test_default_experiment_learns_digits_in_float32_and_bfloat16_alike(tmp_path
     config.eval_every = config.checkpoint.every = 0
     accuracy[dtype] = train_and_evaluate(config, str(tmp_path / dtype))['eval/accuracy']
   assert accuracy['float32'] >= 0.98, accuracy
-  assert abs(accuracy['bfloat16'] - accuracy['float32']) <= 0.005, accuracy  # within half a point
+  assert accuracy['bfloat16'] >= accuracy['float32'] - 0.005, accuracy  # no worse by more than half a point
 
 
 def test_finished_run_is_not_retrained(workdir):
