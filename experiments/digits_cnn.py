@@ -21,6 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict({
       'name': 'cnn', 'features': (32, 64), 'kernel_size': 3, 'pool': 'max', 'hidden': (128,), 'dropout': 0.25})
   config.batch_size = 64
+  config.compiler_options.update(common.CPU_LIBRARY_FUSIONS)
   config.total_steps = 1500
   config.optimizer.name = 'adamw'
   config.optimizer.learning_rate = 3e-3

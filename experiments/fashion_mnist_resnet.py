@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict({
       'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic'})
   config.batch_size = 128
+  config.compiler_options.update(common.CPU_LIBRARY_FUSIONS)
   config.eval_batch_size = 1000
   config.num_epochs = arg.epochs
   config.optimizer.name = 'momentum'

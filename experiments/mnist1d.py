@@ -23,6 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task.input_key = 'signal'
   config.model = ml_collections.ConfigDict({'name': common.choose('mnist1d', 'model', arg.model, PAPER_MODELS)})
   config.batch_size = 100
+  config.compiler_options.update(common.CPU_LIBRARY_FUSIONS)
   config.eval_batch_size = 500
   config.total_steps = 6000
   config.optimizer.name = 'adam'

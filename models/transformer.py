@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype
 
-from models import attention, layers
+from models import attention, layers, matmul
 
 MLPS = ('gelu', 'swiglu')
 POSITIONS = ('learned', 'rotary')
@@ -160,7 +160,9 @@ class TransformerLM(TransformerStack):
     x = self.blocks(x, positions, train=train, causal=True, use_rotary=self.positions == 'rotary',
                     decode=self.decode)
     if self.tie_embeddings:
-      logits = embedding.attend(x)
+      # Not `embedding.attend`, which under bf16 compute rounds the logits to bf16 and runs
+      # the slow bf16 -> bf16 dot; this accumulates and returns them in f32.
+      logits = matmul.einsum('bte,ve->btv', x, embedding.embedding, self.dtype)
     else:
       logits = layers.dense(self.vocab_size, ('embed', 'vocab'), use_bias=False,
                             kernel_init=nn.initializers.normal(INIT_STD), name='head', **precision)(x)

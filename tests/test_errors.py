@@ -25,6 +25,10 @@ CASES = {
     'unknown dtype': ({'compute_dtype': 'float8'}, r"unknown dtype 'float8'.*bfloat16"),
     'mesh asks for devices that do not exist': ({'mesh.data': 4}, r'needs 4 devices but 1 exist'),
     'unknown task key': ({'task.label_smoothin': 0.1}, r"unknown key.*label_smoothin.*label_smoothing"),
+    'bad compiler option value': ({'compiler_options.xla_cpu_experimental_ynn_fusion_type': 'dot'},
+                                  r"compiler_options: XLA rejected.*'dot'.*LIBRARY_FUSION_TYPE_DOT"),
+    'unknown compiler option': ({'compiler_options.xla_cpu_no_such_option': True},
+                                r'compiler_options: XLA rejected.*xla_cpu_no_such_option'),
 }
 
 

@@ -32,12 +32,18 @@ def test_run_writes_metrics_config_tensorboard_and_checkpoints(workdir):
 
 
 def test_default_experiment_learns_digits_in_float32_and_bfloat16_alike(tmp_path):
+  # One test image is 0.28 points, so single runs differ by more than the half point
+  # asked for; the means of three seeds are compared.
   accuracy = {}
   for dtype in ('float32', 'bfloat16'):
-    config = digits_cnn.get_config()
-    config.compute_dtype = dtype
-    config.eval_every = config.checkpoint.every = 0
-    accuracy[dtype] = train_and_evaluate(config, str(tmp_path / dtype))['eval/accuracy']
+    runs = []
+    for seed in range(3):
+      config = digits_cnn.get_config()
+      config.seed = seed
+      config.compute_dtype = dtype
+      config.eval_every = config.checkpoint.every = 0
+      runs.append(train_and_evaluate(config, str(tmp_path / f'{dtype}_{seed}'))['eval/accuracy'])
+    accuracy[dtype] = float(np.mean(runs))
   assert accuracy['float32'] >= 0.98, accuracy
   assert accuracy['bfloat16'] >= accuracy['float32'] - 0.005, accuracy  # no worse by more than half a point
 

@@ -58,6 +58,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict({'every': 500, 'keep': 3, 'async_save': True})
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1, 'expert': 1})
   c.sharding_rules = mesh.DEFAULT_RULES
+  # XLA options for the train and eval calls (train_lib/compiler_options.py); empty: XLA's defaults.
+  c.compiler_options = ml_collections.ConfigDict()
   # jax.profiler trace of steps [first_step, first_step + num_steps) into WORKDIR/profile; 0 steps: off.
   c.profile = ml_collections.ConfigDict({'first_step': 10, 'num_steps': 0})
   c.tiny = False
@@ -65,4 +67,4 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-OPEN_SECTIONS = ('model', 'task')
+OPEN_SECTIONS = ('model', 'task', 'compiler_options')

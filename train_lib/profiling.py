@@ -16,7 +16,7 @@ class Profiler:
 
   def before_call(self, step: int) -> None:
     if not self._active and self._first <= step < self._last:
-      jax.profiler.start_trace(self._directory)
+      jax.profiler.start_trace(self._directory, create_perfetto_trace=True)
       self._active = True
     elif self._active and step >= self._last:
       self.close()

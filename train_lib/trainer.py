@@ -15,7 +15,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 import input_pipeline
-from train_lib import accounting, config_check, dry_run, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib
+from train_lib import accounting, compiler_options, config_check, dry_run, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.feeder import Feeder
@@ -75,6 +75,7 @@ class _Run:
     self.config = config
     self.mesh = mesh
     self.rules = logical_rules(config)
+    self.compiler_options = compiler_options.from_config(config)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
     config_check.validate_batch_layout(config, data_parallel_size(mesh, self.rules), self.process_count)
     data_info = input_pipeline.dataset_info(config.data)
@@ -106,6 +107,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains (resuming from the latest checkpoint in `workdir`), evaluates, returns final metrics."""
   log_filter.quiet_library_info()
   config_check.validate(config)
+  compiler_options.validate(compiler_options.from_config(config))
   mesh = make_mesh(config.mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(logical_rules(config)):
     return _train(_Run(config, workdir, mesh))
@@ -123,7 +125,7 @@ def _compile(run: _Run):
   state_spec = state_init.with_shardings(run.abstract_state, run.shardings)
   compiled = jax.jit(train_call, in_shardings=(run.shardings, train_batches),
                      out_shardings=(run.shardings, replicated(run.mesh)), donate_argnums=0,
-                     ).lower(state_spec, batch_spec).compile()
+                     ).lower(state_spec, batch_spec).compile(compiler_options=run.compiler_options)
   return compiled, accounting.matmul_flops(train_call, state_spec, batch_spec) / (k * run.mesh.size)
 
 
@@ -131,7 +133,8 @@ def _evaluator(run: _Run):
   """state -> {'eval/...': mean over the whole eval split, each example counted once}."""
   eval_batches = batch_sharding(run.mesh, run.rules)
   eval_step = jax.jit(steps.make_eval_step(run.task, use_ema=run.config.ema_decay > 0),
-                      in_shardings=(run.shardings, eval_batches), out_shardings=replicated(run.mesh))
+                      in_shardings=(run.shardings, eval_batches), out_shardings=replicated(run.mesh),
+                      compiler_options=run.compiler_options)
   config = run.config
 
   def evaluate(state) -> dict[str, float]:
