@@ -2,7 +2,10 @@ r"""A small ViT on the full Fashion-MNIST (60k train / 10k test), offline.
 
   python -m train_lib.main --config=experiments/fashion_mnist_vit.py --workdir=/tmp/lamina/fmnist_vit
 
-Args: epochs=N (default 10), tiny=True. Target: >= 88% test accuracy; measured 88.8%.
+Args: epochs=N (default 10), compute_dtype=float32|bfloat16|auto, tiny=True. Target: >= 88%
+test accuracy. On a 2-core Xeon with AMX, one seed each: float32 (the default) 89.08% in
+6 min 56 s (12.6 steps/s); bfloat16 matmuls (f32 accumulation and weights) 88.57% in 4 min
+31 s (18-21 steps/s). bf16 stays the opt-in here: half a point closer to the target.
 
 7x7 patches make 16 tokens of width 128; 4 blocks, mean pooling, AdamW with warmup +
 cosine, label smoothing, left-right flips. Measured on a 2-core CPU: 4x4 patches
@@ -19,7 +22,7 @@ from experiments import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, epochs=10.0, tiny=False)
+  arg = common.parse_arg(arg, epochs=10.0, compute_dtype='float32', tiny=False)
   config = common.base_config()
   config.data.name = 'fashion_mnist'
   config.data.pp_train = 'value_range(0, 1)|random_flip_lr'
@@ -31,6 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.num_epochs = arg.epochs
   config.steps_per_call = 8
+  config.compute_dtype = arg.compute_dtype
   config.optimizer.name = 'adamw'
   config.optimizer.learning_rate = 1e-3
   config.optimizer.weight_decay = 0.05
