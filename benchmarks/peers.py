@@ -2,7 +2,7 @@ r"""lamina against plain PyTorch (eager, CPU): the same models, batches, optimiz
 
   python -m benchmarks.peers [--models=gpt,gpt_wide,digits_cnn,fashion_mnist_resnet] [--steps=N | --steps=full]
                              [--warmup=10] [--compute_dtype=bfloat16] [--torch_dtype=float32,bfloat16]
-                             [--same_init] [--json=FILE]
+                             [--repeats=N] [--same_init] [--json=FILE]
 
 Rows: `gpt` is experiments/shakespeare_gpt.py (nanoGPT's CPU config), `gpt_wide` the same
 GPT 4x wider (width 512, batch 32; 10 steps per lamina device call instead of 50),
@@ -27,7 +27,9 @@ for the GPTs).
 MFU = lamina's model FLOPs per step (the matmuls and convolutions of its train step,
 which the mirrors share) x steps/s over the machine's f32 and bf16 matmul ceilings
 (benchmarks/ceilings.py). Every measurement is its own child process, one at a time:
-the ceilings, then per model lamina and torch back to back.
+the ceilings, then per model lamina and torch back to back. A VM's speed drifts by 10-30%
+within minutes, so `--repeats=N` alternates the two sides N times and pairs each lamina
+run with the torch run after it.
 
 On a machine that other processes share, torch's OpenMP threads spin-wait for each other
 and can run tens of times slower (a 2-core VM with one busy core: 40x); the header shows
@@ -65,6 +67,8 @@ flags.DEFINE_string('steps', '', "Timed steps after the warm-up ('': each row's 
 flags.DEFINE_integer('warmup', 10, 'Untimed steps first (rounded up to whole lamina device calls).')
 flags.DEFINE_string('compute_dtype', '', "lamina's compute dtype ('' keeps each experiment's own).")
 flags.DEFINE_list('torch_dtype', ['float32'], "torch rows: 'float32' (eager) and/or 'bfloat16' (CPU autocast).")
+flags.DEFINE_integer('repeats', 1, 'Measure each row this many times, lamina and torch alternating (the machine '
+                     'drifts): rates are the medians, the ratio the median of each lamina run over the torch run after it.')
 flags.DEFINE_bool('same_init', False, "Start torch from lamina's initial parameters.")
 flags.DEFINE_bool('tiny', False, "Each experiment's tiny=True config, GPTs on synthetic_text: smoke tests only.")
 flags.DEFINE_string('json', None, 'Also write the rows here.')
@@ -214,7 +218,9 @@ def _child(what: str) -> dict:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _row(row: str, lamina: dict, torch_: dict, ceilings: dict) -> dict:
+def _row(row: str, laminas: list[dict], torches: list[dict], ceilings: dict) -> dict:
+  """One table row from paired runs: laminas[i] was measured just before torches[i]."""
+  lamina, torch_ = laminas[0], torches[0]
   if lamina['params'] != torch_['params']:
     sys.exit(f'benchmarks.peers: {row}: the torch mirror has {torch_["params"]:,} parameters, lamina '
              f'{lamina["params"]:,}; the models differ')
@@ -223,14 +229,16 @@ def _row(row: str, lamina: dict, torch_: dict, ceilings: dict) -> dict:
             'lamina_params': lamina['params'], 'torch_params': torch_['params'],
             'unit': 'tokens/s' if lamina['tokens_per_example'] else 'examples/s',
             'flops_per_step': lamina['flops_per_step'], 'warmup': lamina['warmup'], 'steps': lamina['steps']}
-  for side, m in (('lamina', lamina), ('torch', torch_)):
-    result[f'{side}_steps_per_sec'] = m['steps_per_sec']
-    result[f'{side}_rate'] = m['steps_per_sec'] * per_step
+  for side, runs in (('lamina', laminas), ('torch', torches)):
+    steps_per_sec = float(np.median([m['steps_per_sec'] for m in runs]))
+    result[f'{side}_steps_per_sec'] = steps_per_sec
+    result[f'{side}_rate'] = steps_per_sec * per_step
     for dtype, c in ceilings['ceilings'].items():
-      result[f'{side}_mfu_{dtype}'] = m['steps_per_sec'] * lamina['flops_per_step'] / c['ceiling']
+      result[f'{side}_mfu_{dtype}'] = steps_per_sec * lamina['flops_per_step'] / c['ceiling']
     for key in ('train_loss', 'eval_loss', 'eval_accuracy'):
-      result[f'{side}_{key}'] = m[key]
-  result['ratio'] = lamina['steps_per_sec'] / torch_['steps_per_sec']
+      result[f'{side}_{key}'] = runs[0][key]  # the same seeded run each time
+  result['ratios'] = [l['steps_per_sec'] / t['steps_per_sec'] for l, t in zip(laminas, torches)]
+  result['ratio'] = float(np.median(result['ratios']))
   return result
 
 
@@ -246,7 +254,8 @@ def _table(rows: list[dict]) -> str:
       'unit': lambda r: r['unit'],
       'lamina': lambda r: f'{r["lamina_rate"]:,.0f}',
       'torch': lambda r: f'{r["torch_rate"]:,.0f}',
-      'lamina/torch': lambda r: f'{r["ratio"]:.2f}',
+      'lamina/torch': lambda r: f'{r["ratio"]:.2f}' + (
+          f' ({min(r["ratios"]):.2f}-{max(r["ratios"]):.2f})' if len(r['ratios']) > 1 else ''),
       'MFU f32 l/t': lambda r: _pair(r, 'mfu_float32', '{:.1%}'),
       'MFU bf16 l/t': lambda r: _pair(r, 'mfu_bfloat16', '{:.1%}'),
       'train loss l/t': lambda r: _pair(r, 'train_loss', '{:.4f}'),
@@ -266,6 +275,9 @@ def _header(machine: dict, rows: list[dict]) -> str:
                  f'GFLOP/s (jax {c["jax"] / 1e9:,.0f}, torch {c["torch"] / 1e9:,.0f})')
   plans = ', '.join(f'{r["model"]} {r["warmup"]} + {r["steps"]}' for r in rows[::len(FLAGS.torch_dtype)])
   lines.append(f'Steps (warm-up + timed): {plans}. Rates in tokens/s for the GPTs, examples/s otherwise.')
+  if FLAGS.repeats > 1:
+    lines.append(f'Each row measured {FLAGS.repeats} times, lamina and torch alternating: median rates; the ratio '
+                 'is the median of the paired ratios (their range in brackets).')
   return '\n'.join(lines) + '\n'
 
 
@@ -276,6 +288,8 @@ def main(argv: list[str]) -> None:
   if FLAGS._measure:
     print(json.dumps(_measure(FLAGS._measure)))
     return
+  if FLAGS.repeats < 1:
+    sys.exit(f'benchmarks.peers: --repeats must be at least 1, got {FLAGS.repeats}')
   if FLAGS.steps not in ('', 'full') and not FLAGS.steps.isdigit():
     sys.exit(f"benchmarks.peers: --steps must be a number of steps, 'full' or '', got {FLAGS.steps!r}")
   from benchmarks.torch_train import DTYPES
@@ -285,8 +299,12 @@ def main(argv: list[str]) -> None:
   machine = _child('ceilings')
   rows = []
   for row in FLAGS.models:
-    lamina = _child(f'lamina:{row}')
-    rows += [_row(row, lamina, _child(f'torch:{row}:{dtype}'), machine) for dtype in FLAGS.torch_dtype]
+    laminas, torches = [], {dtype: [] for dtype in FLAGS.torch_dtype}
+    for _ in range(FLAGS.repeats):
+      laminas.append(_child(f'lamina:{row}'))
+      for dtype in FLAGS.torch_dtype:
+        torches[dtype].append(_child(f'torch:{row}:{dtype}'))
+    rows += [_row(row, laminas, torches[dtype], machine) for dtype in FLAGS.torch_dtype]
   print(_header(machine, rows))
   print(_table(rows))
   if FLAGS.json:

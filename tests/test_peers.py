@@ -87,10 +87,11 @@ def test_unmirrored_fields_fail_loudly():
 
 
 def test_benchmark_runs_end_to_end(tmp_path):
-  """The GPT row on its tiny config, each side in its own process (every child costs ~10 s, so one row)."""
+  """The GPT row on its tiny config, each side in its own process, twice (every child costs ~10 s, so one row)."""
   out = tmp_path / 'peers.json'
   result = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.peers', '--tiny', '--steps=2', '--warmup=1', '--models=gpt', f'--json={out}'],
+      [sys.executable, '-m', 'benchmarks.peers', '--tiny', '--steps=2', '--warmup=1', '--models=gpt', '--repeats=2',
+       f'--json={out}'],
       cwd=REPO, capture_output=True, text=True, timeout=300,
       env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})  # torch's spinning threads crawl on a shared CPU
   assert result.returncode == 0, result.stderr[-3000:]
@@ -102,7 +103,24 @@ def test_benchmark_runs_end_to_end(tmp_path):
   assert (row['warmup'], row['steps']) == (2, 2)
   assert np.isfinite([row[f'{side}_{key}'] for side in ('lamina', 'torch')
                       for key in ('train_loss', 'eval_loss', 'mfu_float32', 'mfu_bfloat16')]).all()
-  assert 'lamina/torch' in result.stdout and 'Machine:' in result.stdout
+  assert len(row['ratios']) == 2 and row['ratio'] == pytest.approx(np.median(row['ratios']))
+  assert 'lamina/torch' in result.stdout and 'Machine:' in result.stdout and 'alternating' in result.stdout
+
+
+def test_repeated_runs_pair_each_lamina_run_with_the_next_torch_run():
+  def run(steps_per_sec, loss):
+    return {'params': 7, 'dtype': 'float32', 'examples_per_step': 4, 'tokens_per_example': None, 'warmup': 1,
+            'steps': 2, 'flops_per_step': 1e8, 'steps_per_sec': steps_per_sec, 'train_loss': loss,
+            'eval_loss': loss, 'eval_accuracy': 0.5}
+
+  laminas = [run(10.0, 1.0), run(12.0, 1.0), run(30.0, 1.0)]
+  torches = [run(5.0, 2.0), run(12.0, 2.0), run(10.0, 2.0)]
+  row = peers._row('digits_cnn', laminas, torches, {'ceilings': {'float32': {'ceiling': 1e9}}})
+  assert row['ratios'] == [2.0, 1.0, 3.0] and row['ratio'] == 2.0  # not 12 / 10: each pair is back to back
+  assert (row['lamina_steps_per_sec'], row['torch_steps_per_sec']) == (12.0, 10.0)
+  assert (row['lamina_rate'], row['torch_rate']) == (48.0, 40.0)
+  assert row['lamina_mfu_float32'] == pytest.approx(1.2)
+  assert (row['lamina_train_loss'], row['torch_train_loss']) == (1.0, 2.0)
 
 
 def test_missing_torch_says_how_to_install(monkeypatch):
