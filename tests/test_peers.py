@@ -87,11 +87,10 @@ def test_unmirrored_fields_fail_loudly():
 
 
 def test_benchmark_runs_end_to_end(tmp_path):
-  """The GPT row on its tiny config, each side in its own process, twice (every child costs ~10 s, so one row)."""
+  """The GPT row on its tiny config, each side in its own process (every child costs ~10 s, so one row)."""
   out = tmp_path / 'peers.json'
   result = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.peers', '--tiny', '--steps=2', '--warmup=1', '--models=gpt', '--repeats=2',
-       f'--json={out}'],
+      [sys.executable, '-m', 'benchmarks.peers', '--tiny', '--steps=2', '--warmup=1', '--models=gpt', f'--json={out}'],
       cwd=REPO, capture_output=True, text=True, timeout=300,
       env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})  # torch's spinning threads crawl on a shared CPU
   assert result.returncode == 0, result.stderr[-3000:]
@@ -103,8 +102,8 @@ def test_benchmark_runs_end_to_end(tmp_path):
   assert (row['warmup'], row['steps']) == (2, 2)
   assert np.isfinite([row[f'{side}_{key}'] for side in ('lamina', 'torch')
                       for key in ('train_loss', 'eval_loss', 'mfu_float32', 'mfu_bfloat16')]).all()
-  assert len(row['ratios']) == 2 and row['ratio'] == pytest.approx(np.median(row['ratios']))
-  assert 'lamina/torch' in result.stdout and 'Machine:' in result.stdout and 'alternating' in result.stdout
+  assert row['ratios'] == [row['ratio']]
+  assert 'lamina/torch' in result.stdout and 'Machine:' in result.stdout
 
 
 def test_repeated_runs_pair_each_lamina_run_with_the_next_torch_run():
