@@ -10,6 +10,7 @@ import time
 import jax
 import torch
 
+from benchmarks import torch_train
 from train_lib import accounting
 
 SIZE = accounting._MATMUL_SIZE  # pylint: disable=protected-access  (the same matrices as jax's)
@@ -22,13 +23,17 @@ def jax_matmul_flops(dtype: str) -> float:
 
 
 def torch_matmul_flops(dtype: str, repeats: int = 5) -> float:
-  """FLOP/s of a SIZE^3 torch matmul, best of `repeats` (oneDNN accumulates bf16 products in f32)."""
-  x = torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(getattr(torch, dtype))
+  """FLOP/s of a SIZE^3 torch matmul on torch_train's device, best of `repeats` (bf16 products accumulate in f32)."""
+  device = torch_train.default_device()
+  x = torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(device, getattr(torch, dtype))
+  sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
   x @ x
+  sync()
   best = float('inf')
   for _ in range(repeats):
     start = time.perf_counter()
     x @ x
+    sync()
     best = min(best, time.perf_counter() - start)
   return 2 * SIZE**3 / best
 

@@ -1,13 +1,16 @@
-r"""lamina against plain PyTorch (eager, CPU): the same models, batches, optimizer and steps.
+r"""lamina against plain PyTorch (eager): the same models, batches, optimizer and steps.
 
-  python -m benchmarks.peers [--models=gpt,gpt_wide,digits_cnn,fashion_mnist_resnet] [--steps=N | --steps=full]
+  python -m benchmarks.peers [--models=gpt,gpt_wide,digits_cnn,fashion_mnist_resnet,gpt2_small] [--steps=N | --steps=full]
                              [--warmup=10] [--compute_dtype=bfloat16] [--torch_dtype=float32,bfloat16]
                              [--repeats=N] [--same_init] [--json=FILE]
 
 Rows: `gpt` is experiments/shakespeare_gpt.py (nanoGPT's CPU config), `gpt_wide` the same
 GPT 4x wider (width 512, batch 32; 10 steps per lamina device call instead of 50),
 `digits_cnn` and `fashion_mnist_resnet` their experiments, each in its own compute dtype
-unless --compute_dtype says otherwise. Torch trains mirrors of the same networks (benchmarks/torch_models.py; the
+unless --compute_dtype says otherwise; `gpt2_small` (experiments/gpt2_small.py, 124 M parameters,
+context 1024, batch 32) is for accelerators and runs only when named. On a GPU both sides run
+on it: lamina in bf16, torch under bf16 autocast, each row with its larger accelerator batch
+(Row.accelerator), and the ceilings are the chip's. Torch trains mirrors of the same networks (benchmarks/torch_models.py; the
 parameter counts must agree) with the same optimizer, schedule and clipping
 (benchmarks/torch_train.py), on the same batches: both sides read lamina's input
 pipeline with the experiment's seed, augmentation included. lamina runs its real trainer.
@@ -61,12 +64,37 @@ from train_lib import precision, state_init, tasks, train_and_evaluate
 from train_lib.metric_writer import read_metrics
 from train_lib.trainer import resolve_total_steps
 
-flags.DEFINE_list('models', ['gpt', 'gpt_wide', 'digits_cnn', 'fashion_mnist_resnet'], 'Rows to measure.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  experiment: str
+  steps: int  # timed steps by default
+  model: dict = dataclasses.field(default_factory=dict)  # model overrides
+  sizes: dict = dataclasses.field(default_factory=dict)  # config overrides a tiny run does without
+  # Config overrides on a GPU or TPU (with bf16 compute): batches that keep the chip busy.
+  accelerator: dict = dataclasses.field(default_factory=dict)
+
+
+ROWS = {
+    'gpt': Row('shakespeare_gpt', steps=100, accelerator={'batch_size': 256}),
+    # At this width a step far outweighs a device call's dispatch: 10 steps a call keep the warm-up short.
+    'gpt_wide': Row('shakespeare_gpt', steps=20, model={'width': 512}, sizes={'batch_size': 32, 'steps_per_call': 10},
+                    accelerator={'batch_size': 256}),
+    'digits_cnn': Row('digits_cnn', steps=200, accelerator={'batch_size': 512}),
+    'fashion_mnist_resnet': Row('fashion_mnist_resnet', steps=20, accelerator={'batch_size': 1024}),
+    # Sized for an accelerator (28 TFLOP a step): not in the default rows.
+    'gpt2_small': Row('gpt2_small', steps=50),
+}
+DEFAULT_ROWS = ['gpt', 'gpt_wide', 'digits_cnn', 'fashion_mnist_resnet']
+
+flags.DEFINE_list('models', DEFAULT_ROWS, 'Rows to measure (gpt2_small too, on an accelerator).')
 flags.DEFINE_string('steps', '', "Timed steps after the warm-up ('': each row's own, a few seconds to a minute "
                     "a side), or 'full' for each experiment's whole length.")
 flags.DEFINE_integer('warmup', 10, 'Untimed steps first (rounded up to whole lamina device calls).')
 flags.DEFINE_string('compute_dtype', '', "lamina's compute dtype ('' keeps each experiment's own).")
-flags.DEFINE_list('torch_dtype', ['float32'], "torch rows: 'float32' (eager) and/or 'bfloat16' (CPU autocast).")
+flags.DEFINE_list('torch_dtype', None, "torch rows: 'float32' (eager) and/or 'bfloat16' (autocast); by default "
+                  'float32 on a CPU, bfloat16 on a GPU.')
 flags.DEFINE_integer('repeats', 1, 'Measure each row this many times, lamina and torch alternating (the machine '
                      'drifts): rates are the medians, the ratio the median of each lamina run over the torch run after it.')
 flags.DEFINE_bool('same_init', False, "Start torch from lamina's initial parameters.")
@@ -77,30 +105,20 @@ flags.DEFINE_string('_measure', None, "Internal: 'ceilings', 'lamina:ROW' or 'to
 FLAGS = flags.FLAGS
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-  experiment: str
-  steps: int  # timed steps by default
-  model: dict = dataclasses.field(default_factory=dict)  # model overrides
-  sizes: dict = dataclasses.field(default_factory=dict)  # config overrides a tiny run does without
-
-
-ROWS = {
-    'gpt': Row('shakespeare_gpt', steps=100),
-    # At this width a step far outweighs a device call's dispatch: 10 steps a call keep the warm-up short.
-    'gpt_wide': Row('shakespeare_gpt', steps=20, model={'width': 512}, sizes={'batch_size': 32, 'steps_per_call': 10}),
-    'digits_cnn': Row('digits_cnn', steps=200),
-    'fashion_mnist_resnet': Row('fashion_mnist_resnet', steps=20),
-}
+def on_accelerator() -> bool:
+  return jax.default_backend() != 'cpu'
 
 
 def row_config(row: str, *, tiny: bool = False, compute_dtype: str = '') -> ml_collections.ConfigDict:
-  """The experiment config a row trains."""
+  """The experiment config a row trains (on a GPU or TPU: in bf16, with the row's larger batch)."""
   spec = ROWS[row]
   config = importlib.import_module(f'experiments.{spec.experiment}').get_config('tiny=True' if tiny else None)
   config.model.update(spec.model)
   if not tiny:
     config.update(spec.sizes)
+    if on_accelerator():
+      config.update(spec.accelerator)
+      config.compute_dtype = 'bfloat16'
   if tiny and config.task.name == 'language_model':
     config.data.name = 'synthetic_text'  # a validation split of 200 sentences, not 111k tokens
   if compute_dtype:
@@ -173,13 +191,16 @@ def _measure_torch(dtype: str) -> dict:
   from benchmarks import torch_train  # torch: imported only where it runs
   config, warmup, total = _config_and_plan()
   run = torch_train.TorchRun(config, total, dtype, lamina_start(config)[2].params if FLAGS.same_init else None)
-  batches = torch_train.Prefetcher(train_batches(config))
+  batches = torch_train.Prefetcher(train_batches(config), run.device)
   losses = []
   for step in range(total):
     if step == warmup:
+      run.synchronize()
       start = time.perf_counter()
     losses.append(run.train_step(batches.next()))
+  run.synchronize()
   steps_per_sec = (total - warmup) / (time.perf_counter() - start)
+  losses = [float(loss) for loss in losses]
   last_window = (total - 1) // warmup * warmup  # the steps lamina's last train/loss averages
   params = sum(p.numel() for p in run.model.parameters())
   final = run.evaluate()
@@ -288,11 +309,15 @@ def main(argv: list[str]) -> None:
   if FLAGS._measure:
     print(json.dumps(_measure(FLAGS._measure)))
     return
+  if on_accelerator() and jax.default_backend() != 'gpu':
+    sys.exit(f'benchmarks.peers: torch cannot run on this {jax.default_backend()} beside lamina; '
+             'python -m benchmarks.throughput measures lamina alone there')
   if FLAGS.repeats < 1:
     sys.exit(f'benchmarks.peers: --repeats must be at least 1, got {FLAGS.repeats}')
   if FLAGS.steps not in ('', 'full') and not FLAGS.steps.isdigit():
     sys.exit(f"benchmarks.peers: --steps must be a number of steps, 'full' or '', got {FLAGS.steps!r}")
   from benchmarks.torch_train import DTYPES
+  FLAGS.torch_dtype = FLAGS.torch_dtype or (['bfloat16'] if on_accelerator() else ['float32'])
   for name, values, valid in (('model', FLAGS.models, list(ROWS)), ('torch_dtype', FLAGS.torch_dtype, DTYPES)):
     if set(values) - set(valid):
       sys.exit(f'benchmarks.peers: unknown {name} {sorted(set(values) - set(valid))}; valid: {list(valid)}')

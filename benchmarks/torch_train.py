@@ -26,24 +26,30 @@ from train_lib.tasks.language_model import LanguageModelTask
 DTYPES = ('float32', 'bfloat16')
 
 
-def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def default_device() -> torch.device:
+  """The GPU where jax trains on one and torch sees it too, else the CPU: both sides on the same chip."""
+  return torch.device('cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu')
+
+
+def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = 'cpu') -> dict[str, torch.Tensor]:
   # Integer arrays become int64, the index type torch's losses take.
-  return {k: torch.from_numpy(v.astype(np.int64) if np.issubdtype(v.dtype, np.integer) else v)
-          for k, v in batch.items()}
+  return {k: torch.from_numpy(v.astype(np.int64) if np.issubdtype(v.dtype, np.integer) else v).to(
+      device, non_blocking=True) for k, v in batch.items()}
 
 
 class Prefetcher:
   """Up to `depth` batches read and converted ahead on a thread (a daemon: it ends with the process)."""
 
-  def __init__(self, iterator: Iterator[dict], depth: int = 2):
+  def __init__(self, iterator: Iterator[dict], device: torch.device | str = 'cpu', depth: int = 2):
     self._iterator = iterator
+    self._device = device
     self._queue: queue.Queue = queue.Queue(maxsize=depth)
     threading.Thread(target=self._run, daemon=True, name='peers-prefetch').start()
 
   def _run(self) -> None:
     try:
       while True:
-        self._queue.put(to_torch(next(self._iterator)))
+        self._queue.put(to_torch(next(self._iterator), self._device))
     except BaseException as e:  # surfaced on the next call of next()
       self._queue.put(e)
 
@@ -77,7 +83,7 @@ class TorchRun:
   """A torch mirror of `config`'s model with its optimizer, trained one batch at a time."""
 
   def __init__(self, config: ml_collections.ConfigDict, total_steps: int, dtype: str = 'float32',
-               params: torch_models.Params | None = None):
+               params: torch_models.Params | None = None, device: torch.device | None = None):
     if dtype not in DTYPES:
       raise ValueError(f'torch dtype {dtype!r} is not one of {list(DTYPES)}')
     self.config = config
@@ -91,6 +97,8 @@ class TorchRun:
     self.model = torch_models.from_lamina(lamina_task.model, self.data_info['features'][self.input_key]['shape'])
     if params is not None:
       self.model.load_flax(params)
+    self.device = device or default_device()
+    self.model.to(self.device)
     self.bfloat16 = dtype == 'bfloat16'
     self.optimizer = make_optimizer(self.model, config.optimizer)
     self.lrs = learning_rates(config.optimizer, total_steps)
@@ -98,7 +106,7 @@ class TorchRun:
 
   def _autocast(self) -> torch.autocast:
     # bf16 matmuls and convolutions over float32 parameters, like lamina's compute_dtype.
-    return torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bfloat16)
+    return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16)
 
   def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(float32 logits [..., classes], cross-entropy [...], weights [...]) over examples or tokens."""
@@ -108,8 +116,12 @@ class TorchRun:
     weights = batch['weights'] if self.is_language_model else torch.ones_like(losses)
     return logits, losses, weights
 
-  def train_step(self, batch: dict[str, torch.Tensor]) -> float:
-    """One optimizer step; returns its loss (before the update), as lamina's train/loss."""
+  def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One optimizer step; returns its loss (before the update), as lamina's train/loss.
+
+    The loss stays a device tensor: reading it would wait for the step, which lamina's
+    trainer does only when it logs.
+    """
     self.model.train()
     for group in self.optimizer.param_groups:
       group['lr'] = float(self.lrs[self.step])
@@ -122,7 +134,12 @@ class TorchRun:
       torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optimizer.grad_clip_norm)
     self.optimizer.step()
     self.step += 1
-    return loss.item()
+    return loss.detach()
+
+  def synchronize(self) -> None:
+    """Waits for the queued GPU work (a no-op on the CPU, where every op runs before it returns)."""
+    if self.device.type == 'cuda':
+      torch.cuda.synchronize(self.device)
 
   @torch.no_grad()
   def evaluate(self) -> dict[str, float]:
@@ -133,7 +150,7 @@ class TorchRun:
     for batch in input_pipeline.make_eval_batches(config.data, split=config.data.eval_split,
                                                   global_batch_size=config.eval_batch_size,
                                                   process_index=0, process_count=1):
-      batch = to_torch(batch)
+      batch = to_torch(batch, self.device)
       with self._autocast():
         logits, losses, weights = self.token_losses(batch)
       weights = weights * batch['mask'].view(-1, *[1] * (weights.ndim - 1))

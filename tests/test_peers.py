@@ -66,7 +66,7 @@ def test_from_the_same_init_torch_computes_and_learns_the_same(row):
   for batch in batches:
     state, metrics = call(state, jax.tree.map(lambda x: x[None], batch))
     expected.append(float(metrics['loss']))
-  actual = [run.train_step(torch_train.to_torch(b)) for b in batches]
+  actual = [float(run.train_step(torch_train.to_torch(b))) for b in batches]
   assert expected[-1] < expected[0]  # it learned: the updates were real
   np.testing.assert_allclose(actual, expected, rtol=2e-4)
 
@@ -74,9 +74,26 @@ def test_from_the_same_init_torch_computes_and_learns_the_same(row):
 def test_bfloat16_autocast_trains():
   config = peers.row_config('gpt', tiny=True)
   run = torch_train.TorchRun(config, config.total_steps, dtype='bfloat16')
-  losses = [run.train_step(torch_train.to_torch(b)) for b in _batches(config, 2)]
+  losses = [float(run.train_step(torch_train.to_torch(b))) for b in _batches(config, 2)]
   assert np.isfinite(losses).all()
   assert np.isfinite(list(run.evaluate().values())).all()
+
+
+def test_on_an_accelerator_rows_train_in_bfloat16_with_larger_batches(monkeypatch):
+  cpu = peers.row_config('gpt_wide')
+  monkeypatch.setattr(peers, 'on_accelerator', lambda: True)
+  gpu = peers.row_config('gpt_wide')
+  assert (cpu.batch_size, gpu.batch_size) == (32, 256)
+  assert gpu.compute_dtype == 'bfloat16' and gpu.model.width == cpu.model.width == 512
+  assert peers.row_config('gpt_wide', tiny=True).batch_size == peers.row_config('gpt', tiny=True).batch_size
+
+
+def test_gpt2_small_row_is_gpt2_small():
+  config = peers.row_config('gpt2_small')
+  params = peers.lamina_start(config, abstract=True)[2].params
+  assert sum(x.size for x in jax.tree.leaves(params)) == 124_337_664  # GPT-2 small, biasless
+  assert (config.data.seq_len, config.model.width, config.model.num_layers) == (1024, 768, 12)
+  assert 'gpt2_small' not in peers.DEFAULT_ROWS  # 28 TFLOP a step: for accelerators
 
 
 def test_unmirrored_fields_fail_loudly():
