@@ -60,7 +60,7 @@ from flax import linen as nn
 
 import input_pipeline
 from benchmarks import machine
-from train_lib import precision, state_init, tasks, train_and_evaluate
+from train_lib import allocator, precision, state_init, tasks, train_and_evaluate
 from train_lib.metric_writer import read_metrics
 from train_lib.trainer import resolve_total_steps
 
@@ -216,7 +216,8 @@ def _measure_ceilings() -> dict:
   return {'ceilings': ceilings.measure(), 'matmul_size': ceilings.SIZE, 'load_average': os.getloadavg()[0],
           'machine': (f'{machine.describe()}; jaxlib {jaxlib.__version__}, flax {flax.__version__}, '
                       f'torch {torch.__version__} ({torch.get_num_threads()} threads, '
-                      f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")})')}
+                      f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}); '
+                      f'malloc: {"tcmalloc" if allocator.in_use() else "system"}, both sides')}
 
 
 def _measure(what: str) -> dict:
@@ -233,7 +234,8 @@ def _child(what: str) -> dict:
           f'--warmup={FLAGS.warmup}', f'--compute_dtype={FLAGS.compute_dtype}',
           f'--{"" if FLAGS.same_init else "no"}same_init', f'--{"" if FLAGS.tiny else "no"}tiny']
   print(f'benchmarks.peers: measuring {what}', file=sys.stderr)
-  result = subprocess.run(argv, capture_output=True, text=True)
+  # Both sides under the allocator train_lib.main runs lamina with (tcmalloc where the machine has it).
+  result = subprocess.run(argv, capture_output=True, text=True, env=allocator.environment())
   if result.returncode:
     sys.exit(f'benchmarks.peers: {what} failed:\n{result.stderr[-3000:]}')
   return json.loads(result.stdout.strip().splitlines()[-1])

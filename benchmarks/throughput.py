@@ -9,12 +9,13 @@ of the experiment's steps_per_call), with evaluation and checkpoints left to the
 """
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 
 from absl import app, flags
+
+from train_lib import allocator
 
 flags.DEFINE_list('configs', ['digits_cnn', 'mnist1d', 'shakespeare_gpt', 'fashion_mnist_resnet'],
                   'Experiments to time.')
@@ -63,7 +64,7 @@ def _measure(name: str) -> dict:
 
 
 def _run_child(name: str, devices: int | None) -> dict:
-  env = dict(os.environ)
+  env = allocator.environment()  # as train_lib.main runs: under tcmalloc where the machine has it
   if devices:
     env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
     env['JAX_PLATFORMS'] = 'cpu'
