@@ -26,14 +26,13 @@ def torch_matmul_flops(dtype: str, repeats: int = 5) -> float:
   """FLOP/s of a SIZE^3 torch matmul on torch_train's device, best of `repeats` (bf16 products accumulate in f32)."""
   device = torch_train.default_device()
   x = torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(device, getattr(torch, dtype))
-  sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
   x @ x
-  sync()
+  torch_train.synchronize(device)
   best = float('inf')
   for _ in range(repeats):
     start = time.perf_counter()
     x @ x
-    sync()
+    torch_train.synchronize(device)
     best = min(best, time.perf_counter() - start)
   return 2 * SIZE**3 / best
 

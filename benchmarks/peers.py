@@ -65,7 +65,6 @@ from train_lib.metric_writer import read_metrics
 from train_lib.trainer import resolve_total_steps
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Row:
   experiment: str
@@ -311,7 +310,7 @@ def main(argv: list[str]) -> None:
   if FLAGS._measure:
     print(json.dumps(_measure(FLAGS._measure)))
     return
-  if on_accelerator() and jax.default_backend() != 'gpu':
+  if jax.default_backend() not in ('cpu', 'gpu'):
     sys.exit(f'benchmarks.peers: torch cannot run on this {jax.default_backend()} beside lamina; '
              'python -m benchmarks.throughput measures lamina alone there')
   if FLAGS.repeats < 1:

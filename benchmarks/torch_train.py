@@ -31,6 +31,12 @@ def default_device() -> torch.device:
   return torch.device('cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu')
 
 
+def synchronize(device: torch.device) -> None:
+  """Waits for the work queued on `device` (a no-op on the CPU, where every op runs before it returns)."""
+  if device.type == 'cuda':
+    torch.cuda.synchronize(device)
+
+
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = 'cpu') -> dict[str, torch.Tensor]:
   # Integer arrays become int64, the index type torch's losses take.
   return {k: torch.from_numpy(v.astype(np.int64) if np.issubdtype(v.dtype, np.integer) else v).to(
@@ -137,9 +143,7 @@ class TorchRun:
     return loss.detach()
 
   def synchronize(self) -> None:
-    """Waits for the queued GPU work (a no-op on the CPU, where every op runs before it returns)."""
-    if self.device.type == 'cuda':
-      torch.cuda.synchronize(self.device)
+    synchronize(self.device)
 
   @torch.no_grad()
   def evaluate(self) -> dict[str, float]:
