@@ -20,7 +20,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.pp_train = 'value_range(0, 1)|random_crop(pad=2)|random_flip_lr'
   config.data.pp_eval = 'value_range(0, 1)'
   config.model = ml_collections.ConfigDict({
-      'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic'})
+      'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic',
+      'conv_impl': 'auto'})
   config.batch_size = 128
   config.compiler_options.update(common.CPU_LIBRARY_FUSIONS)
   config.eval_batch_size = 1000

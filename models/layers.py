@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype, Initializer, PaddingLike
 
-from models import matmul
+from models import matmul, onednn_conv
 
 Axes = tuple[str | None, ...]
 
@@ -140,9 +140,11 @@ def conv(
     padding: PaddingLike = 'SAME',
     use_bias: bool = True,
     kernel_init: Initializer = nn.initializers.lecun_normal(),
+    impl: str = 'xla',
     name: str | None = None,
 ) -> nn.Conv:
-  """N-d convolution (N = len(kernel_size)); spatial kernel axes are unnamed."""
+  """N-d convolution (N = len(kernel_size)); spatial kernel axes are unnamed. `impl`:
+  models.onednn_conv.IMPLEMENTATIONS."""
   spatial: Axes = (None,) * len(kernel_size)
   return nn.Conv(
       features,
@@ -154,6 +156,7 @@ def conv(
       param_dtype=param_dtype,
       kernel_init=nn.with_logical_partitioning(kernel_init, spatial + ('conv_in', 'conv_out')),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('conv_out',)),
+      conv_general_dilated=onednn_conv.resolve(impl),
       name=name,
   )
 

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models import onednn_conv
+
 # Dense peak FLOP/s per chip (bf16, and f32 where the vendor quotes it; TF32 on NVIDIA).
 PEAK_FLOPS = {
     'TPU v4': {'bfloat16': 275e12, 'float32': 275e12},
@@ -56,6 +58,8 @@ def _jaxpr_flops(jaxpr) -> float:
       rhs_spec = eqn.params['dimension_numbers'].rhs_spec  # (out features, in features, *spatial)
       per_output = np.prod([rhs[d] for d in rhs_spec[1:]])
       total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output
+    elif (kernel_flops := onednn_conv.ffi_flops(eqn)) is not None:
+      total += kernel_flops
     else:
       inner = [_jaxpr_flops(j) for j in _sub_jaxprs(eqn.params)]
       if inner:
