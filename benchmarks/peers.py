@@ -60,6 +60,7 @@ from flax import linen as nn
 
 import input_pipeline
 from benchmarks import machine
+from models import onednn_conv
 from train_lib import allocator, precision, state_init, tasks, train_and_evaluate
 from train_lib.metric_writer import read_metrics
 from train_lib.trainer import resolve_total_steps
@@ -216,7 +217,13 @@ def _measure_ceilings() -> dict:
           'machine': (f'{machine.describe()}; jaxlib {jaxlib.__version__}, flax {flax.__version__}, '
                       f'torch {torch.__version__} ({torch.get_num_threads()} threads, '
                       f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}); '
-                      f'malloc: {"tcmalloc" if allocator.in_use() else "system"}, both sides')}
+                      f'malloc: {"tcmalloc" if allocator.in_use() else "system"}, both sides; '
+                      f'lamina conv_impl=auto convolutions: {_conv_library()}')}
+
+
+def _conv_library() -> str:
+  why_not = onednn_conv.unavailable_reason()
+  return f'XLA ({why_not})' if why_not else 'oneDNN (torch runs oneDNN too)'
 
 
 def _measure(what: str) -> dict:

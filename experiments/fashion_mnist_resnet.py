@@ -5,7 +5,8 @@ r"""A small ResNet on the full Fashion-MNIST (60k train / 10k test), offline.
 Args: epochs=N (default 12), tiny=True. Target: >= 92% test accuracy (anchors: a
 2-layer CNN 91.6%, ResNet-18 94.9%). The stem pools 28x28 to 14x14 before the residual
 stages because XLA:CPU's convolution weight-gradients are slow at full resolution
-with few channels; see the closing note of the foundation issue for timings.
+with few channels; see the closing note of the foundation issue for timings. Convolutions
+run through oneDNN where it can (conv_impl=auto: one CPU device; models/onednn_conv.py).
 """
 
 import ml_collections

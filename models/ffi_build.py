@@ -56,8 +56,9 @@ def _compile(compiler: str, source: str, flags: list[str], target: str) -> None:
     command = [compiler, *[f for f in flags if not f.startswith('-l')], source, *linked, '-o', partial]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-      last = (result.stderr.strip().splitlines() or ['(no output)'])[-1]
-      raise BuildError(f'compiling {os.path.basename(source)} failed: {last}')
+      lines = result.stderr.strip().splitlines() or ['(no output)']
+      first_error = next((line for line in lines if 'error' in line), lines[-1])
+      raise BuildError(f'compiling {os.path.basename(source)} failed: {first_error.strip()}')
     os.replace(partial, target)
   finally:
     if os.path.exists(partial):

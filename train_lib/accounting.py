@@ -12,6 +12,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax._src.interpreters import partial_eval as pe  # dce_jaxpr has no public name
 
 from models import onednn_conv
 
@@ -41,7 +42,11 @@ def matmul_flops(fn, *args) -> float:
   recurrent layers; here a scan's body counts `length` times. A while loop (unknown
   trip count) counts once. `args` may be abstract (jax.ShapeDtypeStruct).
   """
-  return _jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+  jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+  # Drop what no output needs, as XLA will: a custom gradient (models/onednn_conv.py)
+  # computes every input's cotangent, the image's included.
+  jaxpr, _ = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+  return _jaxpr_flops(jaxpr)
 
 
 def _jaxpr_flops(jaxpr) -> float:
@@ -57,7 +62,10 @@ def _jaxpr_flops(jaxpr) -> float:
       rhs = eqn.invars[1].aval.shape
       rhs_spec = eqn.params['dimension_numbers'].rhs_spec  # (out features, in features, *spatial)
       per_output = np.prod([rhs[d] for d in rhs_spec[1:]])
-      total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output
+      # An input-dilated convolution (a strided one's input gradient) multiplies the
+      # inserted zeros too: count only the products its forward convolution has.
+      dilation = np.prod(eqn.params['lhs_dilation'])
+      total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output / dilation
     elif (kernel_flops := onednn_conv.ffi_flops(eqn)) is not None:
       total += kernel_flops
     else:

@@ -1,0 +1,162 @@
+"""oneDNN convolutions: the same numbers as XLA's, used only where they can run."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models import ffi_build, onednn_conv, registry
+from train_lib import accounting
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NHWC = ('NHWC', 'HWIO', 'NHWC')
+# setup.cfg installs oneDNN on x86-64 Linux only; elsewhere 'auto' is XLA and there is nothing to test.
+pytestmark = pytest.mark.skipif((platform.system(), platform.machine()) != ('Linux', 'x86_64'),
+                                reason='oneDNN is installed on x86-64 Linux only')
+
+
+def _loss(conv, strides, padding, **kwargs):
+  return lambda x, w: jnp.sum(jnp.sin(conv(x, w, strides, padding, dimension_numbers=NHWC, **kwargs)))
+
+
+def _targets(fn, *args) -> list[str]:
+  return [e.params['target_name'] for e in _equations(jax.make_jaxpr(fn)(*args).jaxpr) if e.primitive.name == 'ffi_call']
+
+
+def _equations(jaxpr):
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for sub in accounting._sub_jaxprs(eqn.params):
+      yield from _equations(sub)
+
+
+def test_builds_here():
+  assert onednn_conv.unavailable_reason() is None
+
+
+@pytest.mark.parametrize('x_shape, w_shape, strides, padding', [
+    ((4, 9, 7, 3), (3, 3, 3, 5), (1, 1), 'SAME'),
+    ((4, 9, 7, 3), (3, 3, 3, 5), (2, 2), ((1, 0), (2, 1))),  # asymmetric padding, odd sizes
+    ((2, 6, 6, 1), (1, 1, 1, 4), (2, 2), 'VALID'),  # a strided 1x1 that skips the last row and column
+    ((2, 14, 14, 8), (1, 1, 8, 16), (2, 2), 'VALID'),  # a ResNet projection
+    ((2, 6, 6, 1), (3, 3, 1, 4), (2, 2), 'SAME'),  # a one-channel input, as a stem has
+    ((3, 8, 8, 4), (5, 5, 4, 6), (1, 2), ((2, 2), (2, 2))),
+])
+def test_values_and_gradients_match_xla(x_shape, w_shape, strides, padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(x_shape, np.float32))
+  w = jnp.asarray(rng.standard_normal(w_shape, np.float32))
+  ours = jax.jit(jax.value_and_grad(_loss(onednn_conv.conv_general_dilated, strides, padding), argnums=(0, 1)))
+  xla = jax.jit(jax.value_and_grad(_loss(jax.lax.conv_general_dilated, strides, padding), argnums=(0, 1)))
+  got, want = ours(x, w), xla(x, w)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-4)
+  assert sorted(set(_targets(jax.grad(_loss(onednn_conv.conv_general_dilated, strides, padding)), x, w))) == [
+      'lamina_onednn_conv_backward_data', 'lamina_onednn_conv_backward_weights', 'lamina_onednn_conv_forward']
+
+
+@pytest.mark.parametrize('case', ['bfloat16', 'dilation', 'groups', 'one_d', 'padded_strided_1x1'])
+def test_what_onednn_does_not_run_goes_to_xla(case):
+  x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+  kwargs, dims = {}, NHWC
+  if case == 'bfloat16':
+    x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+  elif case == 'dilation':
+    kwargs = {'rhs_dilation': (2, 2)}
+  elif case == 'groups':
+    w, kwargs = jnp.ones((3, 3, 2, 4)), {'feature_group_count': 2}
+  elif case == 'padded_strided_1x1':
+    w = jnp.ones((1, 1, 4, 4))
+  else:
+    x, w, dims = jnp.ones((2, 8, 4)), jnp.ones((3, 4, 4)), ('NWC', 'WIO', 'NWC')
+  strides, padding = (1,) * (x.ndim - 2), 'SAME'
+  if case == 'padded_strided_1x1':
+    strides, padding = (2, 2), ((1, 1), (1, 1))
+  fn = lambda x, w: onednn_conv.conv_general_dilated(x, w, strides, padding, dimension_numbers=dims, **kwargs)
+  assert _targets(fn, x, w) == []
+  want = jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dims, **kwargs)
+  np.testing.assert_array_equal(fn(x, w), want)
+
+
+def test_vmap_matches_xla():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((3, 2, 6, 6, 2), np.float32))
+  w = jnp.asarray(rng.standard_normal((3, 3, 2, 4), np.float32))
+  conv = lambda impl: jax.vmap(lambda x: impl(x, w, (1, 1), 'SAME', dimension_numbers=NHWC))
+  np.testing.assert_allclose(conv(onednn_conv.conv_general_dilated)(x), conv(jax.lax.conv_general_dilated)(x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_flops_are_counted_as_xla_convolutions_are():
+  x, w = jnp.ones((8, 14, 14, 16)), jnp.ones((3, 3, 16, 32))
+  ours = accounting.matmul_flops(jax.grad(_loss(onednn_conv.conv_general_dilated, (2, 2), 'SAME'), (0, 1)), x, w)
+  xla = accounting.matmul_flops(jax.grad(_loss(jax.lax.conv_general_dilated, (2, 2), 'SAME'), (0, 1)), x, w)
+  assert ours == xla == 3 * 2 * (8 * 7 * 7 * 32) * (3 * 3 * 16)
+  # An image's gradient, which nothing uses, is neither run nor counted.
+  ours = accounting.matmul_flops(jax.grad(_loss(onednn_conv.conv_general_dilated, (2, 2), 'SAME'), 1), x, w)
+  xla = accounting.matmul_flops(jax.grad(_loss(jax.lax.conv_general_dilated, (2, 2), 'SAME'), 1), x, w)
+  assert ours == xla == 2 * 2 * (8 * 7 * 7 * 32) * (3 * 3 * 16)
+
+
+def test_resnet_trains_the_same_with_either_convolution():
+  kwargs = dict(num_classes=10, stage_sizes=(1, 1), width=8, stem='small')
+  x = jnp.asarray(np.random.default_rng(2).uniform(size=(4, 28, 28, 1)).astype(np.float32))
+  labels = jnp.arange(4)
+  results = []
+  for impl in ('xla', 'onednn'):
+    model = registry.get('resnet', conv_impl=impl, **kwargs)
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def loss(params):
+      logits, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+      return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(4), labels])
+
+    results.append(jax.jit(jax.value_and_grad(loss))(variables['params']))
+  for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bad_or_impossible_choice_is_one_clear_error(monkeypatch):
+  with pytest.raises(ValueError, match=r"conv_impl='direct' is not one of \['xla', 'onednn', 'auto'\]"):
+    registry.get('resnet', num_classes=10, conv_impl='direct')
+  monkeypatch.setattr(onednn_conv, '_why_not_here', lambda: 'no oneDNN here')
+  with pytest.raises(ValueError, match="conv_impl='onednn' cannot run: no oneDNN here; use conv_impl='auto'"):
+    registry.get('resnet', num_classes=10, conv_impl='onednn')
+  assert onednn_conv.resolve('auto') is None
+
+
+def test_several_devices_keep_xla_convolutions():
+  code = ("from models import onednn_conv\n"
+          "assert onednn_conv.resolve('auto') is None\n"
+          "try:\n  onednn_conv.resolve('onednn')\nexcept ValueError as e:\n  print(e)\n")
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2', 'JAX_PLATFORMS': 'cpu'}
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert 'cannot partition its FFI calls over the 2 devices' in result.stdout
+
+
+def test_a_failed_build_leaves_nothing_that_looks_built(tmp_path, monkeypatch):
+  monkeypatch.setenv('LAMINA_KERNEL_CACHE', str(tmp_path / 'cache'))
+  source = tmp_path / 'broken.cc'
+  source.write_text('int broken( {\n')
+  with pytest.raises(ffi_build.BuildError, match='compiling broken.cc failed'):
+    ffi_build.load(str(source), include_dirs=[], library_dirs=[], libraries=[])
+  assert os.listdir(tmp_path / 'cache') == []
+
+
+def test_a_build_is_cached(tmp_path, monkeypatch):
+  monkeypatch.setenv('LAMINA_KERNEL_CACHE', str(tmp_path / 'cache'))
+  source = tmp_path / 'answer.cc'
+  source.write_text('extern "C" int answer() { return 42; }\n')
+  assert ffi_build.load(str(source), include_dirs=[], library_dirs=[], libraries=[]).answer() == 42
+  built = os.listdir(tmp_path / 'cache')
+  stamp = os.stat(tmp_path / 'cache' / built[0]).st_mtime_ns
+  ffi_build.load(str(source), include_dirs=[], library_dirs=[], libraries=[])
+  assert os.listdir(tmp_path / 'cache') == built and os.stat(tmp_path / 'cache' / built[0]).st_mtime_ns == stamp
+  source.write_text('extern "C" int answer() { return 43; }\n')
+  assert ffi_build.load(str(source), include_dirs=[], library_dirs=[], libraries=[]).answer() == 43
