@@ -35,26 +35,24 @@ def load(source: str, *, include_dirs: list[str], library_dirs: list[str], libra
   flags = ['-O2', '-std=c++17', '-shared', '-fPIC', '-w', f'-I{jax.ffi.include_dir()}']
   flags += [f'-I{d}' for d in include_dirs]
   flags += [f'-L{d}' for d in library_dirs] + [f'-Wl,-rpath,{d}' for d in library_dirs]
-  flags += [f'-l{name}' for name in libraries]
+  # The libraries come after the source, where the linker resolves them.
+  command = [compiler, *flags, source, *[f'-l{name}' for name in libraries]]
   with open(source, 'rb') as f:
     text = f.read()
-  key = hashlib.sha256(b'\0'.join([text, ' '.join([compiler, *flags]).encode(), jaxlib.__version__.encode()]))
+  key = hashlib.sha256(b'\0'.join([text, ' '.join(command).encode(), jaxlib.__version__.encode()]))
   stem = os.path.splitext(os.path.basename(source))[0]
   target = os.path.join(cache_dir(), f'{stem}-{key.hexdigest()[:16]}.so')
   if not os.path.exists(target):
-    _compile(compiler, source, flags, target)
+    _compile(command, source, target)
   return ctypes.CDLL(target)
 
 
-def _compile(compiler: str, source: str, flags: list[str], target: str) -> None:
+def _compile(command: list[str], source: str, target: str) -> None:
   os.makedirs(os.path.dirname(target), exist_ok=True)
   fd, partial = tempfile.mkstemp(suffix='.so.partial', dir=os.path.dirname(target))
   os.close(fd)
   try:
-    # The libraries come after the source, where the linker resolves them.
-    linked = [f for f in flags if f.startswith('-l')]
-    command = [compiler, *[f for f in flags if not f.startswith('-l')], source, *linked, '-o', partial]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run([*command, '-o', partial], capture_output=True, text=True)
     if result.returncode != 0:
       lines = result.stderr.strip().splitlines() or ['(no output)']
       first_error = next((line for line in lines if 'error' in line), lines[-1])

@@ -24,8 +24,8 @@ namespace {
 enum Pass { kForward, kBackwardData, kBackwardWeights };
 
 struct Problem {
-  int64_t n, h, w, ci, kh, kw, co, sh, sw, pt, pb, pl, pr;
-  auto Tie() const { return std::tie(n, h, w, ci, kh, kw, co, sh, sw, pt, pb, pl, pr); }
+  int64_t n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pb, pl, pr;
+  auto Tie() const { return std::tie(n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pb, pl, pr); }
   bool operator<(const Problem& other) const { return Tie() < other.Tie(); }
 };
 
@@ -63,10 +63,9 @@ void Finish(Primitive& p, const PrimitiveDesc& pd, const memory::desc& weights, 
 
 std::unique_ptr<Primitive> Build(Pass pass, const Problem& q) {
   const auto f32 = memory::data_type::f32;
-  const int64_t oh = (q.h + q.pt + q.pb - q.kh) / q.sh + 1, ow = (q.w + q.pl + q.pr - q.kw) / q.sw + 1;
   auto p = std::make_unique<Primitive>();
   p->src = memory::desc({q.n, q.ci, q.h, q.w}, f32, memory::format_tag::nhwc);
-  p->dst = memory::desc({q.n, q.co, oh, ow}, f32, memory::format_tag::nhwc);
+  p->dst = memory::desc({q.n, q.co, q.oh, q.ow}, f32, memory::format_tag::nhwc);
   p->hwio = memory::desc({q.co, q.ci, q.kh, q.kw}, f32, memory::format_tag::hwio);
   const memory::desc any_weights({q.co, q.ci, q.kh, q.kw}, f32, memory::format_tag::any);
   const memory::dims strides{q.sh, q.sw}, pad_low{q.pt, q.pl}, pad_high{q.pb, q.pr};
@@ -122,7 +121,8 @@ ffi::Error Convolve(ffi::Buffer<ffi::F32, 4> a, ffi::Buffer<ffi::F32, 4> b, ffi:
   }
   const auto x = pass == kBackwardData ? out->dimensions() : a.dimensions();
   const auto k = pass == kBackwardWeights ? out->dimensions() : b.dimensions();
-  const Problem q{x[0], x[1], x[2], x[3], k[0], k[1], k[3], strides[0], strides[1],
+  const auto y = pass == kForward ? out->dimensions() : pass == kBackwardData ? a.dimensions() : b.dimensions();
+  const Problem q{x[0], x[1], x[2], x[3], k[0], k[1], k[3], y[1], y[2], strides[0], strides[1],
                   padding[0], padding[1], padding[2], padding[3]};
   try {
     const Primitive& p = Cached(pass, q);

@@ -39,6 +39,8 @@ _TARGETS = {
     'backward_data': ('lamina_onednn_conv_backward_data', 'OneDnnConvBackwardData'),
     'backward_weights': ('lamina_onednn_conv_backward_weights', 'OneDnnConvBackwardWeights'),
 }
+# Each pass's (first operand, second operand, result): y is the forward output, as dy is.
+_OPERANDS = {'forward': ('x', 'w', 'y'), 'backward_data': ('y', 'w', 'x'), 'backward_weights': ('x', 'y', 'w')}
 _INSTALL = 'pip install onednn-cpu-gomp onednn-devel-cpu-gomp'
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
@@ -77,8 +79,10 @@ def unavailable_reason() -> str | None:
 
 
 def resolve(impl: str) -> ConvFn | None:
-  """The convolution function `impl` selects (None: XLA's own); raises ValueError when
-  impl='onednn' cannot run here."""
+  """The convolution function `impl` selects (None: XLA's own); raises a one-line ValueError
+  for an unknown name, or for impl='onednn' where it cannot run."""
+  if impl not in IMPLEMENTATIONS:
+    raise ValueError(f'conv_impl={impl!r} is not one of {list(IMPLEMENTATIONS)}')
   if impl == 'xla':
     return None
   why_not = _why_not_here()
@@ -148,16 +152,10 @@ def _call(name: str, a: jax.Array, b: jax.Array, shape: tuple[int, ...], strides
   return call(a, b, strides=np.asarray(strides, np.int64), padding=np.asarray([*padding[0], *padding[1]], np.int64))
 
 
-def _output_shape(x_shape, w_shape, strides, padding) -> tuple[int, ...]:
-  n, h, w, _ = x_shape
-  kh, kw, _, co = w_shape
-  (pt, pb), (pl, pr) = padding
-  return n, (h + pt + pb - kh) // strides[0] + 1, (w + pl + pr - kw) // strides[1] + 1, co
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x, w, strides, padding):
-  return _call('forward', x, w, _output_shape(x.shape, w.shape, strides, padding), strides, padding)
+  shape = tuple(int(d) for d in jax.lax.conv_general_shape_tuple(x.shape, w.shape, strides, padding, _NHWC))
+  return _call('forward', x, w, shape, strides, padding)
 
 
 def _conv_fwd(x, w, strides, padding):
@@ -180,8 +178,6 @@ def ffi_flops(eqn) -> float | None:
   if eqn.primitive.name != 'ffi_call' or not eqn.params['target_name'].startswith('lamina_onednn_conv_'):
     return None
   shapes = [v.aval.shape for v in eqn.invars] + [a.shape for a in eqn.params['result_avals']]
-  # forward (x, w) -> y; backward data (dy, w) -> dx; backward weights (x, dy) -> dw
-  names = {'forward': ('x', 'w', 'y'), 'backward_data': ('y', 'w', 'x'), 'backward_weights': ('x', 'y', 'w')}
-  role = dict(zip(names[eqn.params['target_name'].removeprefix('lamina_onednn_conv_')], shapes))
+  role = dict(zip(_OPERANDS[eqn.params['target_name'].removeprefix('lamina_onednn_conv_')], shapes))
   kh, kw, ci, _ = role['w']
   return 2.0 * float(np.prod(role['y'])) * kh * kw * ci
