@@ -2,17 +2,19 @@
 
 Reading record by record costs ~75 us per example in tfds's decoder, so small
 splits (all offline datasets, cifar-sized ones) are decoded once into numpy
-arrays and a batch becomes one fancy index. Larger splits are read with one
-`__getitems__` call per batch.
+arrays, kept on disk for later processes (input_pipeline/decoded_cache.py), and a
+batch becomes one fancy index. Larger splits are read with one `__getitems__` call
+per batch.
 """
 
 import functools
+import os
 from typing import Sequence
 
 import ml_collections
 import numpy as np
 
-from input_pipeline import sources
+from input_pipeline import decoded_cache, sources
 
 from input_pipeline import text_data
 from input_pipeline import token_windows
@@ -89,9 +91,13 @@ def _load(data_dir: str, name: str, split: str) -> Records:
   records = SourceRecords(source, spec, f'{name}:{split}:{len(source)}')
   if not _fits_in_memory(spec, len(source)):
     return records
-  chunks = [records.read(np.arange(i, min(i + _LOAD_CHUNK, len(source))))
-            for i in range(0, len(source), _LOAD_CHUNK)]
-  arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+  def decode() -> Batch:
+    chunks = [records.read(np.arange(i, min(i + _LOAD_CHUNK, len(source))))
+              for i in range(0, len(source), _LOAD_CHUNK)]
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+  arrays = decoded_cache.load_or_decode(os.fspath(source.dataset_info.data_dir), name, split, spec, decode)
   return ArrayRecords(arrays, repr(records))
 
 

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 import input_pipeline
 from input_pipeline import builders
+from input_pipeline import decoded_cache
 from input_pipeline import records
 from input_pipeline.builders import digits
 from input_pipeline.builders import fashion_mnist
@@ -399,3 +400,43 @@ def test_offline_names_are_exported():
       input_pipeline.OFFLINE_DATASETS)
   # Nothing leaked into tfds's registry.
   assert 'lamina_digits' not in tfds.list_builders(with_community_datasets=False)
+
+
+def _counting_decoder(arrays):
+  calls = []
+
+  def decode():
+    calls.append(1)
+    return arrays
+  return decode, calls
+
+
+def test_decoded_splits_come_back_from_the_cache_until_the_files_change(tmp_path, monkeypatch):
+  monkeypatch.setenv('LAMINA_DECODED_CACHE', str(tmp_path / 'cache'))
+  dataset_dir = tmp_path / 'dataset'
+  dataset_dir.mkdir()
+  (dataset_dir / 'name-train.array_record-00000-of-00001').write_bytes(b'records')
+  spec = {'image': ((2, 2, 1), np.dtype(np.uint8)), 'label': ((), np.dtype(np.int64))}
+  arrays = {'image': np.arange(8, dtype=np.uint8).reshape(2, 2, 2, 1), 'label': np.array([3, 7])}
+  decode, calls = _counting_decoder(arrays)
+
+  first = decoded_cache.load_or_decode(str(dataset_dir), 'name', 'train', spec, decode)
+  again = decoded_cache.load_or_decode(str(dataset_dir), 'name', 'train', spec, decode)
+  assert len(calls) == 1
+  for k in arrays:
+    np.testing.assert_array_equal(again[k], arrays[k])
+    assert again[k].dtype == arrays[k].dtype and first[k] is arrays[k]
+  decoded_cache.load_or_decode(str(dataset_dir), 'name', 'train[:1]', spec, decode)
+  assert len(calls) == 2  # another split spec is another entry
+  (dataset_dir / 'name-train.array_record-00000-of-00001').write_bytes(b'rebuilt')
+  decoded_cache.load_or_decode(str(dataset_dir), 'name', 'train', spec, decode)
+  assert len(calls) == 3
+  assert not [p for p in (tmp_path / 'cache').iterdir() if p.suffix != '.npz']
+
+
+def test_an_unwritable_decoded_cache_still_returns_the_arrays(tmp_path, monkeypatch):
+  blocker = tmp_path / 'not_a_directory'
+  blocker.write_text('')
+  monkeypatch.setenv('LAMINA_DECODED_CACHE', str(blocker / 'cache'))
+  got = decoded_cache.load_or_decode(str(tmp_path), 'name', 'test', {}, lambda: {'label': np.array([1, 2])})
+  np.testing.assert_array_equal(got['label'], [1, 2])

@@ -103,13 +103,16 @@ def test_flops_are_counted_as_xla_convolutions_are():
   assert ours == xla == 2 * 2 * (8 * 7 * 7 * 32) * (3 * 3 * 16)
 
 
-def test_resnet_trains_the_same_with_either_convolution():
-  kwargs = dict(num_classes=10, stage_sizes=(1, 1), width=8, stem='small')
+@pytest.mark.parametrize('name,kwargs', [
+    ('resnet', dict(stage_sizes=(1, 1), width=8, stem='small')),
+    ('cnn', dict(features=(8, 16), hidden=(16,))),
+])
+def test_models_train_the_same_with_either_convolution(name, kwargs):
   x = jnp.asarray(np.random.default_rng(2).uniform(size=(4, 28, 28, 1)).astype(np.float32))
   labels = jnp.arange(4)
   results = []
   for impl in ('xla', 'onednn'):
-    model = registry.get('resnet', conv_impl=impl, **kwargs)
+    model = registry.get(name, num_classes=10, conv_impl=impl, **kwargs)
     variables = model.init(jax.random.key(0), x, train=False)
 
     def loss(params):
@@ -122,8 +125,9 @@ def test_resnet_trains_the_same_with_either_convolution():
 
 
 def test_a_bad_or_impossible_choice_is_one_clear_error(monkeypatch):
-  with pytest.raises(ValueError, match=r"conv_impl='direct' is not one of \['xla', 'onednn', 'auto'\]"):
-    registry.get('resnet', num_classes=10, conv_impl='direct')
+  for name in ('resnet', 'cnn'):
+    with pytest.raises(ValueError, match=r"conv_impl='direct' is not one of \['xla', 'onednn', 'auto'\]"):
+      registry.get(name, num_classes=10, conv_impl='direct')
   monkeypatch.setattr(onednn_conv, '_why_not_here', lambda: 'no oneDNN here')
   with pytest.raises(ValueError, match="conv_impl='onednn' cannot run: no oneDNN here; use conv_impl='auto'"):
     registry.get('resnet', num_classes=10, conv_impl='onednn')

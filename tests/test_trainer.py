@@ -155,3 +155,23 @@ def test_nothing_recompiles_after_the_first_step(tmp_path):
 
   count(10, 'warm')  # first use of the data and of jax's own helpers
   assert count(10, 'short') == count(40, 'long') > 0
+
+
+def test_unoptimised_init_compile_gives_the_optimised_values_up_to_rounding():
+  from flax import linen as nn
+  from train_lib import state_init
+
+  def create(rng):
+    keys = jax.random.split(rng, 3)
+    return {'conv': nn.initializers.lecun_normal()(keys[0], (3, 3, 32, 64)),
+            'embed': nn.initializers.normal(0.02)(keys[1], (512, 64)),
+            'dense': nn.initializers.xavier_uniform()(keys[2], (64, 256))}
+
+  rng = jax.random.PRNGKey(0)
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  shardings = jax.tree.map(lambda _: sharding, jax.eval_shape(create, rng))
+  optimised = jax.jit(create)(rng)
+  for name, value in state_init.init_state(create, rng, shardings).items():
+    expected = np.asarray(optimised[name])
+    # Rounding only (a few float32 ulps), far below any init's scale.
+    np.testing.assert_allclose(np.asarray(value), expected, rtol=0, atol=1e-6 * np.abs(expected).max())
