@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.pp_eval = 'value_range(0, 1, in_min=0, in_max=16)'
   config.model = ml_collections.ConfigDict({
       'name': 'cnn', 'features': (32, 64), 'kernel_size': 3, 'pool': 'max', 'hidden': (128,), 'dropout': 0.25,
-      'conv_impl': 'auto'})
+      'conv_impl': 'xla'})
   config.batch_size = 64
   config.compiler_options.update(common.CPU_LIBRARY_FUSIONS)
   config.total_steps = 1500

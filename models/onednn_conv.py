@@ -9,7 +9,7 @@ as before: only the convolutions become FFI calls (models/onednn_conv.cc).
 
 What runs here: 2-D, NHWC x HWIO, float32, no dilation, one feature group, padding
 >= 0. Anything else, and every shape on a run of several devices (XLA cannot partition
-an FFI call), goes to `lax.conv_general_dilated` unchanged. The library is oneDNN 3
+an FFI call), goes to XLA (models/xla_conv.py). The library is oneDNN 3
 from pip (`onednn-cpu-gomp`, `onednn-devel-cpu-gomp`: the setup.cfg requirements on
 x86-64 Linux), compiled on first use with the machine's g++ (models/ffi_build.py).
 
@@ -23,13 +23,13 @@ import logging
 import os
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import ffi_build
+from models import ffi_build, xla_conv
 
 __all__ = ['IMPLEMENTATIONS', 'conv_general_dilated', 'ffi_flops', 'resolve', 'unavailable_reason']
 
@@ -79,12 +79,14 @@ def unavailable_reason() -> str | None:
 
 
 def resolve(impl: str) -> ConvFn | None:
-  """The convolution function `impl` selects (None: XLA's own); raises a one-line ValueError
+  """The convolution function `impl` selects (None: lax's own); raises a one-line ValueError
   for an unknown name, or for impl='onednn' where it cannot run."""
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f'conv_impl={impl!r} is not one of {list(IMPLEMENTATIONS)}')
+  # XLA's own, on CPU with the weight gradient it runs fast inside loops (models/xla_conv.py).
+  xla = xla_conv.conv_general_dilated if jax.default_backend() == 'cpu' else None
   if impl == 'xla':
-    return None
+    return xla
   why_not = _why_not_here()
   if why_not is None:
     return conv_general_dilated
@@ -92,7 +94,7 @@ def resolve(impl: str) -> ConvFn | None:
     raise ValueError(f"conv_impl='onednn' cannot run: {why_not}; use conv_impl='auto' (XLA where oneDNN "
                      "cannot run) or 'xla'")
   _log_fallback(why_not)
-  return None
+  return xla
 
 
 @functools.cache
@@ -108,32 +110,21 @@ def _why_not_here() -> str | None:
   return unavailable_reason()
 
 
-def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
-                         padding: str | Sequence[tuple[int, int]], lhs_dilation: Sequence[int] | None = None,
-                         rhs_dilation: Sequence[int] | None = None, dimension_numbers=None,
-                         feature_group_count: int = 1, batch_group_count: int = 1, precision=None,
-                         preferred_element_type=None) -> jax.Array:
-  """`lax.conv_general_dilated`, through oneDNN where it can run (see the module docstring)."""
-  simple = (batch_group_count == 1 and feature_group_count == 1 and preferred_element_type is None
-            and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ()))))
-  problem = _onednn_problem(lhs, rhs, window_strides, padding, dimension_numbers) if simple else None
+def conv_general_dilated(*args, **kwargs) -> jax.Array:
+  """`lax.conv_general_dilated` (the same arguments), through oneDNN where it can run (see the module docstring)."""
+  plain = xla_conv.plain_problem(*args, **kwargs)
+  problem = _onednn_problem(*plain) if plain else None
   if problem is None:
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                        dimension_numbers, feature_group_count, batch_group_count,
-                                        precision=precision, preferred_element_type=preferred_element_type)
+    return xla_conv.conv_general_dilated(*args, **kwargs)
   return _conv(*problem)
 
 
-def _onednn_problem(lhs, rhs, window_strides, padding, dimension_numbers):
+def _onednn_problem(lhs, rhs, strides, padding, precision):
   """(input, kernel, strides, padding) for the oneDNN kernels, or None where they do not run."""
+  del precision  # float32 operands: oneDNN computes in float32 whatever lax's precision asks
   if (lhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32 or jax.default_backend() != 'cpu'
-      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-      != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC) or unavailable_reason() is not None):
+      or unavailable_reason() is not None):
     return None
-  strides = tuple(int(s) for s in window_strides)
-  if isinstance(padding, str):
-    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
-  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if any(p < 0 for pair in padding for p in pair):
     return None
   if rhs.shape[:2] == (1, 1) and strides != (1, 1):

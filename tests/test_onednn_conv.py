@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import ffi_build, onednn_conv, registry
+from models import ffi_build, onednn_conv, registry, xla_conv
 from train_lib import accounting
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,12 +131,12 @@ def test_a_bad_or_impossible_choice_is_one_clear_error(monkeypatch):
   monkeypatch.setattr(onednn_conv, '_why_not_here', lambda: 'no oneDNN here')
   with pytest.raises(ValueError, match="conv_impl='onednn' cannot run: no oneDNN here; use conv_impl='auto'"):
     registry.get('resnet', num_classes=10, conv_impl='onednn')
-  assert onednn_conv.resolve('auto') is None
+  assert onednn_conv.resolve('auto') is xla_conv.conv_general_dilated
 
 
 def test_several_devices_keep_xla_convolutions():
-  code = ("from models import onednn_conv\n"
-          "assert onednn_conv.resolve('auto') is None\n"
+  code = ("from models import onednn_conv, xla_conv\n"
+          "assert onednn_conv.resolve('auto') is xla_conv.conv_general_dilated\n"
           "try:\n  onednn_conv.resolve('onednn')\nexcept ValueError as e:\n  print(e)\n")
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2', 'JAX_PLATFORMS': 'cpu'}
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
