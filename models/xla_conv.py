@@ -1,14 +1,14 @@
 """XLA convolutions whose weight gradient XLA:CPU runs fast inside loops too.
 
 JAX writes a convolution's weight gradient as a convolution over the activations with
-batch and features swapped (dim_labels f01b_i01o->01bf). XLA:CPU turns that into its
-fast channels-last form with explicit transposes, but not inside a while loop: under
-`lax.scan` (`steps_per_call` > 1) the gradient ran in its slow generic loop instead, and
-a [64, 8, 8, 32] -> 64 3x3 conv's training step took 38 ms where it takes 1.3 ms with
-the transposes written out here (2-core EPYC). The digits CNN trained 7x slower with 10
-steps per call than with one; MNIST-1D's 1-D CNN 2x.
+batch and features swapped (dim_labels f01b_i01o->01bf), and its input gradient with the
+kernel's in and out swapped (01oi). XLA:CPU turns both into its fast channels-last form
+with explicit transposes, but not inside a while loop: under `lax.scan` (`steps_per_call`
+> 1) they ran in its slow generic loop instead. A [64, 8, 8, 32] -> 64 3x3 conv's training
+step took 38 ms there, and 1.3 ms with the transposes written out as here (2-core EPYC).
+The digits CNN trained 7x slower with 10 steps per call than with one, MNIST-1D's 1-D CNN 2x.
 
-`conv_general_dilated` is `lax.conv_general_dilated` with that weight gradient, for
+`conv_general_dilated` is `lax.conv_general_dilated` with both gradients written so, for
 channels-last convolutions without dilation or groups; anything else is lax's own.
 """
 
@@ -73,8 +73,14 @@ def _conv_fwd(x, w, strides, padding, precision):
 
 def _conv_bwd(strides, padding, precision, residuals, dy):
   x, w = residuals
-  _, input_vjp = jax.vjp(lambda x: _plain(x, w, strides, padding, precision), x)
-  (dx,) = input_vjp(dy)
+  spatial = tuple(range(len(strides)))
+  # dx: dy dilated by the stride, convolved with the kernel flipped and its in/out swapped
+  # (explicitly, as for dW); the padding makes the output the input's size.
+  kernel = jnp.swapaxes(jnp.flip(w, spatial), -1, -2)
+  pads = [(k - 1 - lo, size - 1 - s * (o - 1) + lo)
+          for (lo, _), k, s, o, size in zip(padding, w.shape[:-2], strides, dy.shape[1:-1], x.shape[1:-1])]
+  dx = lax.conv_general_dilated(dy, kernel, (1,) * len(strides), pads, lhs_dilation=strides,
+                                dimension_numbers=_channels_last(x.ndim), precision=precision)
   # dW[k, ci, co] = sum over n and output positions o of x[n, s*o + k - lo, ci] * dy[n, o, co]:
   # a convolution of x (batch Ci, features N) with dy as the kernel (in N, out Co), dilated by
   # the stride, its output the kernel's size. The hi padding drops rows the stride never reached.

@@ -50,16 +50,20 @@ def test_dilated_and_grouped_convolutions_are_lax_unchanged():
   np.testing.assert_array_equal(xla_conv.conv_general_dilated(x, w, **kwargs), lax.conv_general_dilated(x, w, **kwargs))
 
 
-def test_weight_gradients_in_a_scan_compile_to_channels_last_convolutions():
-  # XLA:CPU's fast convolutions take batch-major, feature-minor operands (dim_labels b..f);
-  # lax's own weight gradient inside a loop kept its feature-major form and ran 30x slower.
-  def step(w, x):
-    loss = lambda w: jnp.sum(jnp.tanh(xla_conv.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=_SPECS[2])))
-    return w - 1e-3 * jax.grad(loss)(w), None
+def test_gradients_in_a_scan_compile_to_channels_last_convolutions():
+  # XLA:CPU's fast convolutions take b01f inputs and 01io kernels; inside a loop lax's own
+  # gradients kept their swapped forms (f01b_i01o->01bf for dW, 01oi kernels for dx) and ran
+  # in XLA's slow generic loop.
+  def conv(x, w, strides):
+    return xla_conv.conv_general_dilated(x, w, strides, 'SAME', dimension_numbers=_SPECS[2])
+
+  def step(ws, x):
+    loss = lambda ws: jnp.sum(jnp.tanh(conv(jnp.tanh(conv(x, ws[0], (2, 2))), ws[1], (1, 1))))
+    return jax.tree.map(lambda w, g: w - 1e-3 * g, ws, jax.grad(loss)(ws)), None
 
   xs = jnp.ones((3, 16, 8, 8, 4))
-  w = jnp.ones((3, 3, 4, 8))
-  hlo = jax.jit(lambda w, xs: lax.scan(step, w, xs)[0]).lower(w, xs).compile().as_text()
+  ws = (jnp.ones((3, 3, 4, 8)), jnp.ones((3, 3, 8, 8)))
+  hlo = jax.jit(lambda ws, xs: lax.scan(step, ws, xs)[0]).lower(ws, xs).compile().as_text()
   labels = re.findall(r'convolution\(.*?dim_labels=(\S+?)[,\s]', hlo)
-  assert len(labels) >= 2, hlo
-  assert all(label.startswith('b') and label.split('->')[1].startswith('b') for label in labels), labels
+  assert len(labels) == 5, hlo  # two forward, two weight gradients, one input gradient
+  assert set(labels) == {'b01f_01io->b01f'}, labels
