@@ -50,7 +50,7 @@ def plain_problem(*args, **kwargs) -> tuple | None:
 
 
 def conv_general_dilated(*args, **kwargs) -> jax.Array:
-  """`lax.conv_general_dilated` (the same arguments), with the loop-friendly weight gradient where it applies."""
+  """`lax.conv_general_dilated` (the same arguments), with the loop-friendly gradients where they apply."""
   plain = plain_problem(*args, **kwargs)
   if plain is None:
     return lax.conv_general_dilated(*args, **kwargs)
