@@ -1,4 +1,4 @@
-"""XLA convolutions whose weight gradient XLA:CPU runs fast inside loops too.
+"""XLA convolutions whose gradients XLA:CPU runs fast inside loops too.
 
 JAX writes a convolution's weight gradient as a convolution over the activations with
 batch and features swapped (dim_labels f01b_i01o->01bf), and its input gradient with the
@@ -74,19 +74,21 @@ def _conv_fwd(x, w, strides, padding, precision):
 def _conv_bwd(strides, padding, precision, residuals, dy):
   x, w = residuals
   spatial = tuple(range(len(strides)))
+  ones = (1,) * len(strides)
+  # Per spatial axis: (low padding, kernel size, stride, output size, input size).
+  axes = [(lo, k, s, o, size)
+          for (lo, _), k, s, o, size in zip(padding, w.shape[:-2], strides, dy.shape[1:-1], x.shape[1:-1])]
   # dx: dy dilated by the stride, convolved with the kernel flipped and its in/out swapped
   # (explicitly, as for dW); the padding makes the output the input's size.
   kernel = jnp.swapaxes(jnp.flip(w, spatial), -1, -2)
-  pads = [(k - 1 - lo, size - 1 - s * (o - 1) + lo)
-          for (lo, _), k, s, o, size in zip(padding, w.shape[:-2], strides, dy.shape[1:-1], x.shape[1:-1])]
-  dx = lax.conv_general_dilated(dy, kernel, (1,) * len(strides), pads, lhs_dilation=strides,
-                                dimension_numbers=_channels_last(x.ndim), precision=precision)
+  dx = lax.conv_general_dilated(dy, kernel, ones,
+                                [(k - 1 - lo, size - 1 - s * (o - 1) + lo) for lo, k, s, o, size in axes],
+                                lhs_dilation=strides, dimension_numbers=_channels_last(x.ndim), precision=precision)
   # dW[k, ci, co] = sum over n and output positions o of x[n, s*o + k - lo, ci] * dy[n, o, co]:
   # a convolution of x (batch Ci, features N) with dy as the kernel (in N, out Co), dilated by
   # the stride, its output the kernel's size. The hi padding drops rows the stride never reached.
-  pads = [(lo, k + s * (o - 1) - size - lo)
-          for (lo, _), k, s, o, size in zip(padding, w.shape[:-2], strides, dy.shape[1:-1], x.shape[1:-1])]
-  dw = lax.conv_general_dilated(jnp.swapaxes(x, 0, -1), jnp.moveaxis(dy, 0, -2), (1,) * len(strides), pads,
+  dw = lax.conv_general_dilated(jnp.swapaxes(x, 0, -1), jnp.moveaxis(dy, 0, -2), ones,
+                                [(lo, k + s * (o - 1) - size - lo) for lo, k, s, o, size in axes],
                                 rhs_dilation=strides, dimension_numbers=_channels_last(x.ndim), precision=precision)
   return dx, jnp.moveaxis(dw, 0, -2).astype(w.dtype)
 

@@ -6,10 +6,11 @@ import os
 import jax
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from experiments import digits_cnn
 from tests.conftest import small_digits_config
-from train_lib import train_and_evaluate
+from train_lib import state_init, train_and_evaluate
 from train_lib.errors import NonFiniteLossError
 from train_lib.metric_writer import read_metrics
 
@@ -158,9 +159,6 @@ def test_nothing_recompiles_after_the_first_step(tmp_path):
 
 
 def test_unoptimised_init_compile_gives_the_optimised_values_up_to_rounding():
-  from flax import linen as nn
-  from train_lib import state_init
-
   def create(rng):
     keys = jax.random.split(rng, 3)
     return {'conv': nn.initializers.lecun_normal()(keys[0], (3, 3, 32, 64)),

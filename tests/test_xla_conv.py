@@ -1,4 +1,4 @@
-"""models/xla_conv.py: lax's convolution with a weight gradient XLA:CPU runs fast inside loops."""
+"""models/xla_conv.py: lax's convolution with gradients XLA:CPU runs fast inside loops."""
 
 import re
 

@@ -10,6 +10,6 @@ __all__ = ['train_and_evaluate']
 
 def __getattr__(name: str):
   if name == 'train_and_evaluate':
-    from train_lib.trainer import train_and_evaluate
+    from train_lib.trainer import train_and_evaluate  # pylint: disable=g-import-not-at-top
     return train_and_evaluate
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -15,13 +15,13 @@ if __name__ == '__main__':
   allocator.reexec_under_tcmalloc()
 
 # pylint: disable=wrong-import-position
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-import experiments  # noqa: E402
-from train_lib import runtime  # noqa: E402
-from train_lib.errors import ConfigError, NonFiniteLossError, Preempted  # noqa: E402
-from train_lib.trainer import train_and_evaluate  # noqa: E402
+import experiments
+from train_lib import runtime
+from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
+from train_lib.trainer import train_and_evaluate
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), 'digits_cnn.py')
 
