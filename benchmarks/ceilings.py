@@ -5,8 +5,6 @@ torch multiplies matrices of the same size, so the two are like for like. Per dt
 the better of the two is the machine's ceiling.
 """
 
-import time
-
 import jax
 import torch
 
@@ -22,19 +20,16 @@ def jax_matmul_flops(dtype: str) -> float:
   return accounting.peak_flops_per_device(dtype)[0] * jax.local_device_count()
 
 
-def torch_matmul_flops(dtype: str, repeats: int = 5) -> float:
-  """FLOP/s of a SIZE^3 torch matmul on torch_train's device, best of `repeats` (bf16 products accumulate in f32)."""
+def torch_matmul_flops(dtype: str) -> float:
+  """FLOP/s of a SIZE^3 torch matmul on torch_train's device, timed as jax's is (bf16 products accumulate in f32)."""
   device = torch_train.default_device()
   x = torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(device, getattr(torch, dtype))
-  x @ x
-  torch_train.synchronize(device)
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
+
+  def product():
     x @ x
     torch_train.synchronize(device)
-    best = min(best, time.perf_counter() - start)
-  return 2 * SIZE**3 / best
+
+  return 2 * SIZE**3 / accounting.best_seconds(product)
 
 
 def measure() -> dict[str, dict[str, float]]:

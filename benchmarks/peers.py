@@ -61,7 +61,7 @@ from flax import linen as nn
 import input_pipeline
 from benchmarks import machine
 from models import onednn_conv
-from train_lib import allocator, precision, state_init, tasks, train_and_evaluate
+from train_lib import allocator, compilation_cache, precision, state_init, tasks, train_and_evaluate
 from train_lib.metric_writer import read_metrics
 from train_lib.trainer import resolve_total_steps
 
@@ -315,6 +315,7 @@ def main(argv: list[str]) -> None:
   if importlib.util.find_spec('torch') is None:
     sys.exit("benchmarks.peers needs PyTorch: pip install -e '.[bench]'")
   if FLAGS._measure:
+    compilation_cache.enable()  # as train_lib.main does: repeated rows load their programs
     print(json.dumps(_measure(FLAGS._measure)))
     return
   if jax.default_backend() not in ('cpu', 'gpu'):

@@ -35,8 +35,9 @@ def _measure(name: str) -> dict:
   """Runs in the child: trains warmup + steps and reads the timed window from metrics.jsonl."""
   from benchmarks import machine
   from train_lib import mesh as mesh_lib
-  from train_lib import train_and_evaluate
+  from train_lib import compilation_cache, train_and_evaluate
   from train_lib.metric_writer import read_metrics
+  compilation_cache.enable()  # as train_lib.main does
   config = __import__(f'experiments.{name}', fromlist=['get_config']).get_config()
   config.num_epochs = None
   # Windows of whole device calls, at least --warmup steps long (logging syncs the host);

@@ -7,8 +7,16 @@ import sys
 import pytest
 
 from experiments import digits_cnn
+from train_lib import compilation_cache
+
+compilation_cache.enable()  # as the command line does; before any test compiles
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_collection_modifyitems(items):
+  """Slow runs first, so that under pytest-xdist no worker ends the suite alone on one."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)  # stable: files keep their order
 
 
 def small_digits_config(**overrides):

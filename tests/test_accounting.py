@@ -54,6 +54,24 @@ def test_cpu_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
   assert list(json.load(open(os.path.join(tmp_path, 'peak_flops.json'))).values()) == [5e10]
 
 
+@pytest.mark.parametrize('durations, expected_calls, expected_best', [
+    ([0.3, 0.2, 0.25, 0.1, 0.4, 0.3], 6, 0.1),  # warm-up + all 5 timed calls within the budget
+    ([9.0, 3.0, 2.5, 0.1], 2, 3.0),  # one slow timed call spends the budget
+    ([0.5, 0.9, 0.8, 0.7, 0.1], 4, 0.7),  # stops once the timed calls add up to 2 s
+])
+def test_best_seconds_is_the_fastest_timed_call_within_the_budget(monkeypatch, durations, expected_calls,
+                                                                   expected_best):
+  clock, calls = [0.0], []
+  monkeypatch.setattr(accounting.time, 'perf_counter', lambda: clock[0])
+
+  def run():
+    clock[0] += durations[len(calls)]
+    calls.append(None)
+
+  assert accounting.best_seconds(run, repeats=5, budget_s=2.0) == pytest.approx(expected_best)
+  assert len(calls) == expected_calls
+
+
 def test_datasheet_peaks_cover_the_accelerators_named_in_the_design():
   for kind in ('TPU v4', 'TPU v5e', 'TPU v5p', 'TPU v6e', 'NVIDIA A100-SXM4-80GB', 'NVIDIA H100', 'NVIDIA H200'):
     assert accounting.PEAK_FLOPS[kind]['bfloat16'] > 1e14
@@ -75,6 +93,7 @@ _DENSE = 2 * 64 * (256 * 128 + 128 * 10)
 DIGITS_CNN_STEP_FLOPS = (_CONV1 + _CONV2 + _DENSE) + (_CONV1 + 2 * _CONV2 + 2 * _DENSE)
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_prints_both_tables_and_json(tmp_path):
   out = tmp_path / 'rows.json'
   result = subprocess.run(

@@ -201,6 +201,7 @@ def test_lm_is_causal():
   assert np.abs(a[0, 4:] - b[0, 4:]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_gpt_tiny_trains_evaluates_every_token_and_samples(tmp_path):
   workdir = str(tmp_path / 'gpt')
   config = shakespeare_gpt.get_config('tiny=True')

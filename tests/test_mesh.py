@@ -33,6 +33,7 @@ def single_device_losses(tmp_path_factory):
   return probe['losses']
 
 
+@pytest.mark.xdist_group('single_device_losses')
 @pytest.mark.parametrize('mesh_arg, sharded_over', [
     ('data=8', ()),
     ('fsdp=8', ('fsdp',)),
@@ -50,6 +51,7 @@ def test_losses_match_one_device_and_params_are_sharded(tmp_path, single_device_
     assert not split, split  # pure data parallelism replicates every parameter
 
 
+@pytest.mark.slow
 def test_gpt_losses_match_one_device_under_fsdp_and_tensor_parallelism(tmp_path):
   one = _probe(tmp_path / 'one', 'data=1', 'gpt', devices=1)
   probe = _probe(tmp_path, 'fsdp=4,tensor=2', 'gpt')

@@ -103,6 +103,7 @@ def test_unmirrored_fields_fail_loudly():
     torch_train.TorchRun(config, config.total_steps)
 
 
+@pytest.mark.slow
 def test_benchmark_runs_end_to_end(tmp_path):
   """The GPT row on its tiny config, each side in its own process (every child costs ~10 s, so one row)."""
   out = tmp_path / 'peers.json'

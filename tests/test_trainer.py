@@ -144,7 +144,7 @@ def test_profiler_writes_a_trace_of_the_chosen_steps(workdir):
 
 def test_nothing_recompiles_after_the_first_step(tmp_path):
   """More steps, logs and evaluations must not mean more compilations."""
-  compiles = []
+  compiles = []  # JAX times a program loaded from the persistent cache as a compilation too
   jax.monitoring.register_event_duration_secs_listener(
       lambda event, duration, **kw: compiles.append(event) if event.endswith('backend_compile_duration') else None)
 

@@ -8,6 +8,7 @@ dtype (bf16 inputs accumulate in f32), measured once and cached in the workdir.
 import json
 import os
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +87,7 @@ def _sub_jaxprs(params: dict):
 
 
 def _measure_matmul_flops(dtype: str) -> float:
-  """FLOP/s of all local devices together, each multiplying its own large matrices (best of 5).
+  """FLOP/s of all local devices together, each multiplying its own large matrices (the fastest of a few timed products).
 
   Forced host devices share the machine's cores, so they are timed together: one
   device alone may use every core, or far fewer, depending on how XLA split them.
@@ -100,13 +101,26 @@ def _measure_matmul_flops(dtype: str) -> float:
     x = jax.device_put(np.random.default_rng(0).standard_normal(shape).astype(jnp.dtype(dtype)), sharding)
     matmul = jax.jit(lambda a, b: jnp.einsum('dij,djk->dik', a, b, preferred_element_type=jnp.float32),
                      out_shardings=sharding)
-    matmul(x, x).block_until_ready()
-    best = float('inf')
-    for _ in range(5):
-      start = time.perf_counter()
-      matmul(x, x).block_until_ready()
-      best = min(best, time.perf_counter() - start)
+    best = best_seconds(lambda: matmul(x, x).block_until_ready())
   return len(devices) * 2 * _MATMUL_SIZE**3 / best
+
+
+def best_seconds(run: Callable[[], Any], repeats: int = 5, budget_s: float = 2.0) -> float:
+  """The fastest of up to `repeats` timed calls of `run` after one untimed warm-up.
+
+  Timing stops early once the timed calls have taken `budget_s`: where one product
+  takes seconds (bf16 on a CPU without bf16 units), more samples add nothing but time.
+  """
+  run()
+  best, spent = float('inf'), 0.0
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - start
+    best, spent = min(best, elapsed), spent + elapsed
+    if spent >= budget_s:
+      break
+  return best
 
 
 def peak_flops_per_device(dtype: str, workdir: str | None = None) -> tuple[float, str]:

@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import experiments
-from train_lib import runtime
+from train_lib import compilation_cache, runtime
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.trainer import train_and_evaluate
 
@@ -66,6 +66,7 @@ def main(argv: list[str]) -> None:
   logging.info('Memory allocator: %s', 'tcmalloc' if allocator.in_use() else
                'the system one (apt-get install libtcmalloc-minimal4: faster CPU steps)')
   runtime.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
+  logging.info('Compilation cache: %s', compilation_cache.enable() or 'off')
   config = flags.FLAGS.config
   try:
     config.keys()
