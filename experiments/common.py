@@ -61,9 +61,11 @@ def choose(experiment: str, arg: str, value: str, variants: Mapping[str, Any]) -
   return variants[value]
 
 
-def shrink_for_tiny(config: ml_collections.ConfigDict, *, steps: int = 6, batch_size: int = 32) -> None:
-  """Makes any experiment run in seconds: few small steps, log/checkpoint/eval at the end."""
+def shrink_for_tiny(config: ml_collections.ConfigDict, *, steps: int = 6, batch_size: int = 32,
+                    eval_split: str | None = None) -> None:
+  """Makes any experiment run in seconds: few small steps, log/checkpoint/eval at the end (on `eval_split` if given)."""
   config.tiny = True
+  config.data.eval_split = eval_split or config.data.eval_split
   config.num_epochs = None
   config.total_steps = steps * config.steps_per_call
   config.batch_size = batch_size

@@ -37,5 +37,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_every = 1000
   config.checkpoint.every = 1000
   if arg.tiny:
-    common.shrink_for_tiny(config)
+    # 1,000 of the 10,000 test images: evaluating all took 5 of the tiny ResNet's 14 s.
+    common.shrink_for_tiny(config, eval_split='test[:1000]')
   return config

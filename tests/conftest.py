@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_collection_modifyitems(items):
-  """Slow runs first, so that under pytest-xdist no worker ends the suite alone on one."""
+  """Slow runs first (their files first under --dist=loadfile), so no worker ends the suite alone on one."""
   items.sort(key=lambda item: item.get_closest_marker('slow') is None)  # stable: files keep their order
 
 

@@ -36,6 +36,7 @@ def test_tiny_run(name, tmp_path):
   final = train_and_evaluate(config, str(tmp_path))
   counts = [v for k, v in final.items() if k in ('eval/num_examples', 'eval/num_tokens')]
   assert counts and counts[0] > 0
+  assert final.get('eval/num_examples', 0) <= 1000  # Fashion-MNIST's tiny runs evaluate 1,000 of 10,000
   assert read_metrics(str(tmp_path))[-1]['step'] == config.total_steps
   assert os.listdir(os.path.join(str(tmp_path), 'checkpoints')) == [str(config.total_steps)]
 

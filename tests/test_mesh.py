@@ -33,7 +33,6 @@ def single_device_losses(tmp_path_factory):
   return probe['losses']
 
 
-@pytest.mark.xdist_group('single_device_losses')
 @pytest.mark.parametrize('mesh_arg, sharded_over', [
     ('data=8', ()),
     ('fsdp=8', ('fsdp',)),

@@ -60,7 +60,6 @@ def two_process_run(tmp_path_factory):
   return workdir
 
 
-@pytest.mark.xdist_group('two_process_run')
 def test_two_processes_equal_one_process_with_as_many_devices(two_process_run, tmp_path):
   result = run_main(f'--workdir={tmp_path}', *ARGS, '--config.total_steps=20',
                     env={'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
@@ -70,7 +69,6 @@ def test_two_processes_equal_one_process_with_as_many_devices(two_process_run, t
   assert {'process_0-of-2.json', 'process_1-of-2.json'} <= set(data_files)
 
 
-@pytest.mark.xdist_group('two_process_run')
 def test_two_process_checkpoint_continues_in_one_process_on_one_device(two_process_run, tmp_path):
   extended = ['--config.total_steps=30', '--config.mesh.data=1']
   result = run_main(f'--workdir={two_process_run}', *ARGS, *extended)

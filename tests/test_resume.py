@@ -41,7 +41,6 @@ def uninterrupted(tmp_path_factory):
   return read_metrics(workdir)
 
 
-@pytest.mark.xdist_group('uninterrupted')
 def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   process = _start(workdir)
@@ -55,7 +54,6 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, uninterrupted):
   assert _without_perf(read_metrics(workdir)) == _without_perf(uninterrupted)
 
 
-@pytest.mark.xdist_group('uninterrupted')
 def test_sigterm_saves_exits_75_and_resumes(tmp_path, uninterrupted):
   workdir = str(tmp_path)
   process = _start(workdir)
