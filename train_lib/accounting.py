@@ -87,7 +87,7 @@ def _sub_jaxprs(params: dict):
 
 
 def _measure_matmul_flops(dtype: str) -> float:
-  """FLOP/s of all local devices together, each multiplying its own large matrices (the fastest of a few timed products).
+  """FLOP/s of all local devices together, each multiplying its own large matrices (the fastest of a few).
 
   Forced host devices share the machine's cores, so they are timed together: one
   device alone may use every core, or far fewer, depending on how XLA split them.
