@@ -37,7 +37,7 @@ def test_jax_settings_win(jax_settings, tmp_path):
   assert compilation_cache.enable() is None
 
 
-def test_rerun_loads_the_oneDNN_resnet_and_trains_identically(tmp_path):
+def test_rerun_loads_the_onednn_resnet_and_trains_identically(tmp_path):
   # The oneDNN convolutions are FFI custom calls: the riskiest program to save and load.
   cache = str(tmp_path / 'cache')
   args = ['--config=experiments/fashion_mnist_resnet.py:tiny=True', '--config.model.width=8',
@@ -52,6 +52,7 @@ def test_rerun_loads_the_oneDNN_resnet_and_trains_identically(tmp_path):
   assert "cache hit for 'jit_train_call'" not in runs[0] and "cache hit for 'jit_train_call'" in runs[1]
 
   def losses(name):
-    return [{k: v for k, v in r.items() if 'loss' in k or 'accuracy' in k} for r in read_metrics(str(tmp_path / name))]
+    records = read_metrics(str(tmp_path / name))
+    return [{k: v for k, v in r.items() if 'loss' in k or 'accuracy' in k} for r in records]
   assert losses('compiled')[-1]['eval/loss'] > 0
   assert losses('loaded') == losses('compiled')
