@@ -7,7 +7,8 @@ ResNet shapes at batch 128: forward 2-2.7x and forward + both gradients 1.5-3x f
 per layer; the ResNet's whole train step 1.3x. The rest of the model stays XLA's, fused
 as before: only the convolutions become FFI calls (models/onednn_conv.cc).
 
-What runs here: 2-D, NHWC x HWIO, float32, no dilation, one feature group, padding
+What runs here: 2-D, NHWC x HWIO, float32 (or bfloat16 where the CPU has bfloat16 kernels:
+AVX-512 BF16 or AMX, `bf16_implementation()`), no dilation, one feature group, padding
 >= 0. Anything else, and every shape on a run of several devices (XLA cannot partition
 an FFI call), goes to XLA (models/xla_conv.py). The library is oneDNN 3
 from pip (`onednn-cpu-gomp`, `onednn-devel-cpu-gomp`: the setup.cfg requirements on
@@ -17,6 +18,7 @@ x86-64 Linux), compiled on first use with the machine's g++ (models/ffi_build.py
 run), 'auto' (this on a single CPU device when the library builds, else XLA).
 """
 
+import ctypes
 import functools
 import glob
 import logging
@@ -31,7 +33,8 @@ import numpy as np
 
 from models import ffi_build, xla_conv
 
-__all__ = ['IMPLEMENTATIONS', 'conv_general_dilated', 'ffi_flops', 'resolve', 'unavailable_reason']
+__all__ = ['IMPLEMENTATIONS', 'bf16_implementation', 'conv_general_dilated', 'ffi_flops', 'resolve', 'threads_for',
+           'unavailable_reason']
 
 IMPLEMENTATIONS = ('xla', 'onednn', 'auto')
 _TARGETS = {
@@ -75,7 +78,27 @@ def unavailable_reason() -> str | None:
     return str(e)
   for target, symbol in _TARGETS.values():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform='cpu')
+  _library.append(library)
   return None
+
+
+_library = []  # the built library, once unavailable_reason() has loaded it
+
+
+@functools.cache
+def bf16_implementation() -> str | None:
+  """oneDNN's kernel for bfloat16 convolutions on this CPU (e.g. 'brgconv:avx512_core_amx'), or
+  None where the library cannot run or has only kernels that emulate bfloat16 (slower than XLA)."""
+  if unavailable_reason() is not None:
+    return None
+  query = _library[0].LaminaOneDnnBf16Implementation
+  query.restype = ctypes.c_char_p
+  name = query().decode()
+  return name if any(isa in name.split(':')[-1] for isa in _NATIVE_BF16_ISAS) else None
+
+
+# oneDNN's names for instruction sets that multiply bfloat16 in hardware (AMX, AVX-512 BF16, AVX-VNNI-2).
+_NATIVE_BF16_ISAS = ('amx', 'bf16', 'vnni_2')
 
 
 def resolve(impl: str) -> ConvFn | None:
@@ -111,7 +134,12 @@ def _why_not_here() -> str | None:
 
 
 def conv_general_dilated(*args, **kwargs) -> jax.Array:
-  """`lax.conv_general_dilated` (the same arguments), through oneDNN where it can run (see the module docstring)."""
+  """`lax.conv_general_dilated` (the same arguments), through oneDNN where it can run (see the module docstring).
+
+  bfloat16 operands accumulate in float32 and come back in float32, as models/matmul.py's
+  matmuls do, where lax would round the result to bf16: the BatchNorm after a convolution
+  computes in float32, and XLA would otherwise write a float32 copy of every output.
+  """
   plain = xla_conv.plain_problem(*args, **kwargs)
   problem = _onednn_problem(*plain) if plain else None
   if problem is None:
@@ -121,9 +149,10 @@ def conv_general_dilated(*args, **kwargs) -> jax.Array:
 
 def _onednn_problem(lhs, rhs, strides, padding, precision):
   """(input, kernel, strides, padding) for the oneDNN kernels, or None where they do not run."""
-  del precision  # float32 operands: oneDNN computes in float32 whatever lax's precision asks
-  if (lhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32 or jax.default_backend() != 'cpu'
-      or unavailable_reason() is not None):
+  del precision  # oneDNN accumulates in float32 whatever lax's precision asks
+  if lhs.ndim != 4 or lhs.dtype != rhs.dtype or jax.default_backend() != 'cpu' or unavailable_reason() is not None:
+    return None
+  if lhs.dtype != jnp.float32 and not (lhs.dtype == jnp.bfloat16 and bf16_implementation()):
     return None
   if any(p < 0 for pair in padding for p in pair):
     return None
@@ -136,17 +165,32 @@ def _onednn_problem(lhs, rhs, strides, padding, precision):
   return lhs, rhs, strides, padding
 
 
-def _call(name: str, a: jax.Array, b: jax.Array, shape: tuple[int, ...], strides, padding) -> jax.Array:
+def threads_for(dtype: jnp.dtype) -> int:
+  """oneDNN's threads for one convolution in `dtype` (0: all of this process's cores).
+
+  XLA runs a step's independent operations side by side (a convolution's two gradients,
+  the fusions around them). A bfloat16 convolution on AMX is short enough that giving it
+  half the cores and letting XLA fill the rest wins: the Fashion-MNIST ResNet's bf16 step
+  on a 2-core Xeon ran 2,500 -> 2,900 examples/s. Float32 convolutions, 3-4x longer, lose
+  that way (2,050 -> 1,570), so they take every core.
+  """
+  if dtype != jnp.bfloat16:
+    return 0
+  return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def _call(name: str, a: jax.Array, b: jax.Array, result: jax.ShapeDtypeStruct, strides, padding) -> jax.Array:
   target, _ = _TARGETS[name]
   # 'sequential': under vmap, one call per example, which is always correct.
-  call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method='sequential')
-  return call(a, b, strides=np.asarray(strides, np.int64), padding=np.asarray([*padding[0], *padding[1]], np.int64))
+  call = jax.ffi.ffi_call(target, result, vmap_method='sequential')
+  return call(a, b, strides=np.asarray(strides, np.int64), padding=np.asarray([*padding[0], *padding[1]], np.int64),
+              threads=np.int64(threads_for(b.dtype)))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x, w, strides, padding):
   shape = tuple(int(d) for d in jax.lax.conv_general_shape_tuple(x.shape, w.shape, strides, padding, _NHWC))
-  return _call('forward', x, w, shape, strides, padding)
+  return _call('forward', x, w, jax.ShapeDtypeStruct(shape, jnp.float32), strides, padding)
 
 
 def _conv_fwd(x, w, strides, padding):
@@ -155,8 +199,9 @@ def _conv_fwd(x, w, strides, padding):
 
 def _conv_bwd(strides, padding, residuals, dy):
   x, w = residuals
-  dx = _call('backward_data', dy, w, x.shape, strides, padding)
-  dw = _call('backward_weights', x, dy, w.shape, strides, padding)
+  dy = dy.astype(x.dtype)  # bf16 operands: both gradients multiply bf16, as the forward pass did
+  dx = _call('backward_data', dy, w, jax.ShapeDtypeStruct(x.shape, x.dtype), strides, padding)
+  dw = _call('backward_weights', x, dy, jax.ShapeDtypeStruct(w.shape, w.dtype), strides, padding)
   return dx, dw
 
 

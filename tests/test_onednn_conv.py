@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from models import ffi_build, onednn_conv, registry, xla_conv
-from train_lib import accounting
+from train_lib import accounting, precision
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -60,12 +60,54 @@ def test_values_and_gradients_match_xla(x_shape, w_shape, strides, padding):
       'lamina_onednn_conv_backward_data', 'lamina_onednn_conv_backward_weights', 'lamina_onednn_conv_forward']
 
 
-@pytest.mark.parametrize('case', ['bfloat16', 'dilation', 'groups', 'one_d', 'padded_strided_1x1'])
-def test_what_onednn_does_not_run_goes_to_xla(case):
+def test_bf16_kernels_are_native_exactly_where_the_cpu_multiplies_bf16():
+  name = onednn_conv.bf16_implementation()
+  assert (name is not None) == precision.fast_bfloat16(), name
+
+
+@pytest.mark.skipif(not precision.fast_bfloat16(), reason='this CPU has no AVX-512 BF16 or AMX: bf16 goes to XLA')
+@pytest.mark.parametrize('x_shape, w_shape, strides, padding', [
+    ((8, 14, 14, 32), (3, 3, 32, 32), (1, 1), 'SAME'),
+    ((8, 14, 14, 32), (3, 3, 32, 64), (2, 2), ((1, 1), (1, 1))),
+    ((2, 6, 6, 1), (3, 3, 1, 4), (1, 1), 'SAME'),  # a stem: oneDNN's non-AMX bf16 kernel
+])
+def test_bf16_values_and_gradients_match_xla_in_f32(x_shape, w_shape, strides, padding):
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal(x_shape, np.float32)).astype(jnp.bfloat16)
+  w = jnp.asarray(rng.standard_normal(w_shape, np.float32) * 0.1).astype(jnp.bfloat16)
+  conv = lambda impl: lambda x, w: impl(x, w, strides, padding, dimension_numbers=NHWC)
+  y, vjp = jax.vjp(jax.jit(conv(onednn_conv.conv_general_dilated)), x, w)
+  dy = jnp.asarray(rng.standard_normal(y.shape, np.float32))
+  dx, dw = vjp(dy)
+  # The output is accumulated and returned in f32, as the matmuls' are; gradients come in the operands' bf16.
+  assert (y.dtype, dx.dtype, dw.dtype) == (jnp.float32, jnp.bfloat16, jnp.bfloat16)
+  # XLA in f32 on the same bf16 values, the cotangent rounded to bf16 as the kernels round it.
+  f32 = lambda a: a.astype(jnp.float32)
+  want_y, want_vjp = jax.vjp(conv(jax.lax.conv_general_dilated), f32(x), f32(w))
+  np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
+  for a, b in zip((dx, dw), want_vjp(f32(dy.astype(jnp.bfloat16)))):
+    np.testing.assert_allclose(f32(a), b, rtol=1e-2, atol=1e-2 * float(jnp.abs(b).max()))
+  assert sorted(set(_targets(jax.grad(_loss(onednn_conv.conv_general_dilated, strides, padding), (0, 1)), x, w))) == [
+      'lamina_onednn_conv_backward_data', 'lamina_onednn_conv_backward_weights', 'lamina_onednn_conv_forward']
+
+
+def test_bf16_convolutions_use_half_the_cores():
+  cores = len(os.sched_getaffinity(0))
+  assert onednn_conv.threads_for(jnp.bfloat16) == max(1, cores // 2)
+  assert onednn_conv.threads_for(jnp.float32) == 0
+
+
+@pytest.mark.parametrize('case', ['bfloat16_emulated', 'preferred_element_type', 'dilation', 'groups', 'one_d',
+                                  'padded_strided_1x1'])
+def test_what_onednn_does_not_run_goes_to_xla(case, monkeypatch):
   x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
   kwargs, dims = {}, NHWC
-  if case == 'bfloat16':
+  if case == 'bfloat16_emulated':
+    monkeypatch.setattr(onednn_conv, 'bf16_implementation', lambda: None)
     x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+  elif case == 'preferred_element_type':
+    x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    kwargs = {'preferred_element_type': jnp.float32}
   elif case == 'dilation':
     kwargs = {'rhs_dilation': (2, 2)}
   elif case == 'groups':
