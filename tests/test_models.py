@@ -264,6 +264,16 @@ def test_pool_matches_reshape_reference():
   np.testing.assert_array_equal(layers.pool(x, 'max', (2, 2), (2, 2)), blocks.max(axis=(2, 4)))
 
 
+def test_batch_norm_keeps_float32_activations_on_cpu():
+  bn = layers.batch_norm(True, dtype=jnp.bfloat16, param_dtype=jnp.float32)
+  x = _images((4, 3, 3, 8)).astype(jnp.bfloat16)
+  y, _ = bn.init_with_output(jax.random.key(0), x)
+  assert y.dtype == (jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
+  mean = x.astype(jnp.float32).mean((0, 1, 2))
+  std = jnp.sqrt(x.astype(jnp.float32).var((0, 1, 2)) + 1e-5)
+  np.testing.assert_allclose(y, (x.astype(jnp.float32) - mean) / std, rtol=1e-5, atol=1e-5)
+
+
 def test_digits_cnn_overfits_random_labels(digits_cnn):
   # 32 random labels are memorised in about 10 Adam steps; 50 leaves a wide margin.
   model, x, variables = digits_cnn
