@@ -97,8 +97,9 @@ def bf16_implementation() -> str | None:
   return name if any(isa in name.split(':')[-1] for isa in _NATIVE_BF16_ISAS) else None
 
 
-# oneDNN's names for instruction sets that multiply bfloat16 in hardware (AMX, AVX-512 BF16, AVX-VNNI-2).
-_NATIVE_BF16_ISAS = ('amx', 'bf16', 'vnni_2')
+# oneDNN's names for the instruction sets that multiply bfloat16 in hardware and that
+# train_lib.precision.fast_bfloat16 looks for: AMX and AVX-512 BF16.
+_NATIVE_BF16_ISAS = ('amx', 'bf16')
 
 
 def resolve(impl: str) -> ConvFn | None:
