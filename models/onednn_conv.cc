@@ -1,6 +1,7 @@
 // oneDNN 2-D convolutions (NHWC activations, HWIO kernels, float32 or bfloat16) as XLA FFI
-// handlers: the forward pass and both gradients, for models/onednn_conv.py. All three operands
-// of a call share one dtype; bfloat16 accumulates in float32 (oneDNN's AMX / AVX-512 BF16 kernels).
+// handlers: the forward pass and both gradients, for models/onednn_conv.py. Each role (input,
+// kernel, output) takes its buffer's dtype, so bf16 operands may give an f32 result; oneDNN
+// accumulates in f32 either way (its AMX / AVX-512 BF16 kernels for bf16).
 //
 // Activations stay NHWC, which oneDNN's brgemm kernels read directly; only the kernel is
 // reordered into the blocked layout the primitive picks (and its gradient back to HWIO),
@@ -31,7 +32,9 @@ struct Problem {
   memory::data_type x_dtype, w_dtype, y_dtype;  // of the input, kernel and output roles
   int64_t threads;  // oneDNN's OpenMP threads (0: all); kernels split their work by it when built
   int64_t n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pb, pl, pr;
-  auto Tie() const { return std::tie(x_dtype, w_dtype, y_dtype, threads, n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pb, pl, pr); }
+  auto Tie() const {
+    return std::tie(x_dtype, w_dtype, y_dtype, threads, n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pb, pl, pr);
+  }
   bool operator<(const Problem& other) const { return Tie() < other.Tie(); }
 };
 
@@ -200,7 +203,7 @@ auto Binding() {
 }  // namespace
 
 // The implementation oneDNN picks for a small bfloat16 forward convolution here, e.g.
-// "brg_conv_fwd:avx512_core_amx", or "ref:any" where the CPU has no bfloat16 kernels.
+// "brgconv:avx512_core_amx", or "ref:any" where the CPU has no bfloat16 kernels.
 extern "C" const char* LaminaOneDnnBf16Implementation() {
   static const std::string name = [] {
     try {

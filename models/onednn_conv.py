@@ -172,7 +172,7 @@ def threads_for(dtype: jnp.dtype) -> int:
   XLA runs a step's independent operations side by side (a convolution's two gradients,
   the fusions around them). A bfloat16 convolution on AMX is short enough that giving it
   half the cores and letting XLA fill the rest wins: the Fashion-MNIST ResNet's bf16 step
-  on a 2-core Xeon ran 2,500 -> 2,900 examples/s. Float32 convolutions, 3-4x longer, lose
+  on a 2-core Xeon ran 2,500 -> 2,800 examples/s. Float32 convolutions, 3-4x longer, lose
   that way (2,050 -> 1,570), so they take every core.
   """
   if dtype != jnp.bfloat16:
