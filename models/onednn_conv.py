@@ -71,18 +71,20 @@ def unavailable_reason() -> str | None:
   if platform.system() != 'Linux':
     return f'built for Linux only, not {platform.system()}'
   try:
-    include_dir, library_dir = _find_onednn()
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'onednn_conv.cc')
-    library = ffi_build.load(source, include_dirs=[include_dir], library_dirs=[library_dir], libraries=['dnnl'])
+    library = _library()
   except (ffi_build.BuildError, OSError) as e:
     return str(e)
   for target, symbol in _TARGETS.values():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform='cpu')
-  _library.append(library)
   return None
 
 
-_library = []  # the built library, once unavailable_reason() has loaded it
+@functools.cache
+def _library() -> ctypes.CDLL:
+  """The kernels' shared library, built on first use; raises BuildError or OSError."""
+  include_dir, library_dir = _find_onednn()
+  source = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'onednn_conv.cc')
+  return ffi_build.load(source, include_dirs=[include_dir], library_dirs=[library_dir], libraries=['dnnl'])
 
 
 @functools.cache
@@ -91,7 +93,7 @@ def bf16_implementation() -> str | None:
   None where the library cannot run or has only kernels that emulate bfloat16 (slower than XLA)."""
   if unavailable_reason() is not None:
     return None
-  query = _library[0].LaminaOneDnnBf16Implementation
+  query = _library().LaminaOneDnnBf16Implementation
   query.restype = ctypes.c_char_p
   name = query().decode()
   return name if any(isa in name.split(':')[-1] for isa in _NATIVE_BF16_ISAS) else None
