@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models import ffi_build, onednn_conv, registry, xla_conv
+from tests.ffi_targets import ffi_targets
 from train_lib import accounting, precision
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,17 +23,6 @@ pytestmark = pytest.mark.skipif((platform.system(), platform.machine()) != ('Lin
 
 def _loss(conv, strides, padding, **kwargs):
   return lambda x, w: jnp.sum(jnp.sin(conv(x, w, strides, padding, dimension_numbers=NHWC, **kwargs)))
-
-
-def _targets(fn, *args) -> list[str]:
-  return [e.params['target_name'] for e in _equations(jax.make_jaxpr(fn)(*args).jaxpr) if e.primitive.name == 'ffi_call']
-
-
-def _equations(jaxpr):
-  for eqn in jaxpr.eqns:
-    yield eqn
-    for sub in accounting._sub_jaxprs(eqn.params):
-      yield from _equations(sub)
 
 
 def test_builds_here():
@@ -56,7 +46,7 @@ def test_values_and_gradients_match_xla(x_shape, w_shape, strides, padding):
   got, want = ours(x, w), xla(x, w)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-4)
-  assert sorted(set(_targets(jax.grad(_loss(onednn_conv.conv_general_dilated, strides, padding)), x, w))) == [
+  assert sorted(set(ffi_targets(jax.grad(_loss(onednn_conv.conv_general_dilated, strides, padding)), x, w))) == [
       'lamina_onednn_conv_backward_data', 'lamina_onednn_conv_backward_weights', 'lamina_onednn_conv_forward']
 
 
@@ -87,7 +77,7 @@ def test_bf16_values_and_gradients_match_xla_in_f32(x_shape, w_shape, strides, p
   np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
   for a, b in zip((dx, dw), want_vjp(f32(dy.astype(jnp.bfloat16)))):
     np.testing.assert_allclose(f32(a), b, rtol=1e-2, atol=1e-2 * float(jnp.abs(b).max()))
-  assert sorted(set(_targets(jax.grad(_loss(onednn_conv.conv_general_dilated, strides, padding), (0, 1)), x, w))) == [
+  assert sorted(set(ffi_targets(jax.grad(_loss(onednn_conv.conv_general_dilated, strides, padding), (0, 1)), x, w))) == [
       'lamina_onednn_conv_backward_data', 'lamina_onednn_conv_backward_weights', 'lamina_onednn_conv_forward']
 
 
@@ -120,7 +110,7 @@ def test_what_onednn_does_not_run_goes_to_xla(case, monkeypatch):
   if case == 'padded_strided_1x1':
     strides, padding = (2, 2), ((1, 1), (1, 1))
   fn = lambda x, w: onednn_conv.conv_general_dilated(x, w, strides, padding, dimension_numbers=dims, **kwargs)
-  assert _targets(fn, x, w) == []
+  assert ffi_targets(fn, x, w) == []
   want = jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dims, **kwargs)
   np.testing.assert_array_equal(fn(x, w), want)
 
