@@ -148,27 +148,28 @@ typedef int32_t Ints __attribute__((vector_size(kLanes * sizeof(int32_t))));
   return reinterpret_cast<Vec>(reinterpret_cast<Ints>(p) + (__builtin_convertvector(n, Ints) << 23));
 }
 
-[[gnu::always_inline]] inline float Sum(const Vec& v) {
-  float total = 0.f;
-  for (int l = 0; l < kLanes; ++l) total += v[l];
-  return total;
+// A lane-wise op folded over the 16 lanes, halving each step.
+template <typename Op>
+[[gnu::always_inline]] inline float Fold(Vec v, Op op) {
+  v = op(v, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  v = op(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
+  v = op(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+  v = op(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+  return v[0];
 }
 
-[[gnu::always_inline]] inline float Max(const Vec& v) {
-  float top = v[0];
-  for (int l = 1; l < kLanes; ++l) top = v[l] > top ? v[l] : top;
-  return top;
-}
+[[gnu::always_inline]] inline Vec Maximum(Vec a, Vec b) { return a > b ? a : b; }
+[[gnu::always_inline]] inline Vec Plus(Vec a, Vec b) { return a + b; }
 
-// The R x (C * kLanes) block of C at (m, n0) plus sum_k A[m + r][k] B[k][n0 ...] over
+// The R x (C * kLanes) block of C at (m, n0) (plus its old value, `kAccumulate`) set to sum_k A[m + r][k] B[k][n0 ...] over
 // k in [begin, end), with A read as stored [rows][depth] or, `kTransposed`, as [depth][rows].
 // Its R * C accumulators stay in registers; each B load serves R rows, each A value C chunks.
-template <int R, int C, bool kTransposed>
+template <int R, int C, bool kTransposed, bool kAccumulate>
 [[gnu::always_inline]] inline void Block(const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
                   float* __restrict c, int64_t ldc, int64_t m, int64_t n0, int64_t begin, int64_t end) {
   Vec acc[R][C];
   for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < C; ++j) acc[r][j] = Load(c + (m + r) * ldc + n0 + j * kLanes);
+    for (int j = 0; j < C; ++j) acc[r][j] = kAccumulate ? Load(c + (m + r) * ldc + n0 + j * kLanes) : Vec{};
   }
   for (int64_t k = begin; k < end; ++k) {
     Vec row[C];
@@ -190,50 +191,64 @@ template <int R, int C, bool kTransposed>
   end = range == Range::kUpToRow ? std::min(m + count, depth) : depth;
 }
 
-template <int R, bool kTransposed>
+template <int R, bool kTransposed, bool kAccumulate>
 [[gnu::always_inline]] inline void Rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
                  int64_t depth, int64_t width, Range range, bool lower) {
   int64_t begin, end;
   KRange(range, m, R, depth, begin, end);
   if (lower) width = std::min(width, Padded(m + R));
   int64_t n0 = 0;
-  for (; n0 + 4 * kLanes <= width; n0 += 4 * kLanes) Block<R, 4, kTransposed>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
-  for (; n0 + 2 * kLanes <= width; n0 += 2 * kLanes) Block<R, 2, kTransposed>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
-  for (; n0 < width; n0 += kLanes) Block<R, 1, kTransposed>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
+  for (; n0 + 4 * kLanes <= width; n0 += 4 * kLanes) {
+    Block<R, 4, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
+  }
+  for (; n0 + 2 * kLanes <= width; n0 += 2 * kLanes) {
+    Block<R, 2, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
+  }
+  for (; n0 < width; n0 += kLanes) Block<R, 1, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
 }
 
-// C[m][:] += sum_k A[m][k] B[k][:] for m < rows, k < depth (or k <= m, or k >= m), over `width`
-// columns, a multiple of kLanes; every row is contiguous. `transposed`: A is stored [depth][rows].
-// `lower`: only the column chunks that hold some n <= m (causal scores; the rest is left alone).
-template <bool kTransposed>
+// C[m][:] = sum_k A[m][k] B[k][:] (+= with kAccumulate) for m < rows, k < depth (or k <= m, or
+// k >= m), over `width` columns, a multiple of kLanes; every row is contiguous. kTransposed: A is
+// stored [depth][rows]. `lower`: only the column chunks that hold some n <= m (causal scores; the
+// rest is left as it was).
+template <bool kTransposed, bool kAccumulate = false>
 LAMINA_ISAS void Gemm(const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
                       float* __restrict c, int64_t ldc, int64_t rows, int64_t depth, int64_t width, Range range,
                       bool lower = false) {
   int64_t m = 0;
-  for (; m + 4 <= rows; m += 4) Rows<4, kTransposed>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
-  for (; m < rows; ++m) Rows<1, kTransposed>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
+  for (; m + 4 <= rows; m += 4) Rows<4, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
+  for (; m < rows; ++m) Rows<1, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
 }
 
-// out[j][i] = in[i][j] for i < rows, j < cols (out's rows `ld_out` long).
+// out[j][i] = in[i][j] for i < rows, j < cols, and 0 for rows <= i < ld_out (the padding).
 void Transpose(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows, int64_t cols) {
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t j = 0; j < cols; ++j) out[j * ld_out + i] = in[i * ld_in + j];
   }
+  for (int64_t j = 0; j < cols; ++j) std::fill(out + j * ld_out + rows, out + (j + 1) * ld_out, 0.f);
 }
 
-// A zeroed float32 scratch matrix per calling thread and slot, rows x cols (padded).
+// A float32 scratch matrix per calling thread and slot, rows x cols, its contents undefined.
 float* Scratch(int slot, int64_t rows, int64_t cols) {
   thread_local std::vector<float> buffers[13];
   auto& buffer = buffers[slot];
-  buffer.assign(rows * cols, 0.f);
+  if (buffer.size() < static_cast<size_t>(rows * cols)) buffer.resize(rows * cols);
   return buffer.data();
 }
 
-// rows x head_dim of one head of `x` (rows strided `row_stride` apart from `at`) into a [rows][Padded(H)] matrix.
+float* Zeroed(int slot, int64_t rows, int64_t cols) {
+  float* buffer = Scratch(slot, rows, cols);
+  std::fill(buffer, buffer + rows * cols, 0.f);
+  return buffer;
+}
+
+// rows x head_dim of one head of `x` (rows strided `row_stride` apart from `at`) into a
+// [rows][Padded(H)] matrix, its padding columns zero.
 LAMINA_ISAS void Gather(const Floats& x, int64_t at, int64_t row_stride, int64_t rows, int64_t head_dim, float* out) {
   const int64_t ld = Padded(head_dim);
   for (int64_t r = 0; r < rows; ++r) {
     x.Read(at + r * row_stride, head_dim, out + r * ld);
+    std::fill(out + r * ld + head_dim, out + (r + 1) * ld, 0.f);
   }
 }
 
@@ -248,31 +263,31 @@ LAMINA_ISAS void Scatter(const float* in, int64_t rows, int64_t head_dim, const 
 // writes each row's log-sum-exp. With `lse_in`, uses those instead: P = exp(S - lse).
 LAMINA_ISAS void Softmax(const Shape& s, float* __restrict scores, int64_t ld, float* __restrict lse,
                          const float* __restrict lse_in) {
-  const float minus_infinity = -std::numeric_limits<float>::infinity();
+  const Vec lanes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const Vec minus_infinity = Vec{} - std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < s.queries; ++i) {
     float* row = scores + i * ld;
     const int64_t visible = s.Visible(i), chunks_end = Padded(visible);
-    std::fill(row + visible, row + chunks_end, minus_infinity);
+    // Lanes of the last chunk past the visible keys count as -inf scores.
+    const Vec last = lanes + static_cast<float>(chunks_end - kLanes) < static_cast<float>(visible) ? Vec{} : minus_infinity;
     float shift;
     if (lse_in != nullptr) {
       shift = lse_in[i];
     } else {
-      Vec top = Load(row);
-      for (int64_t j = kLanes; j < chunks_end; j += kLanes) {
-        const Vec x = Load(row + j);
-        top = x > top ? x : top;
-      }
-      shift = Max(top);
+      Vec top = minus_infinity;
+      for (int64_t j = 0; j < chunks_end; j += kLanes) top = Maximum(top, Load(row + j) + (j + kLanes == chunks_end ? last : Vec{}));
+      shift = Fold(top, Maximum);
     }
     Vec sum{};
     for (int64_t j = 0; j < chunks_end; j += kLanes) {
-      const Vec p = Exp(Load(row + j) - shift);
+      const Vec x = Load(row + j) + (j + kLanes == chunks_end ? last : Vec{});
+      const Vec p = x == minus_infinity ? Vec{} : Exp(x - shift);
       Store(row + j, p);
       sum += p;
     }
-    std::fill(row + visible, row + ld, 0.f);
+    std::fill(row + chunks_end, row + ld, 0.f);
     if (lse_in == nullptr) {
-      const float total = Sum(sum), inverse = 1.f / total;
+      const float total = Fold(sum, Plus), inverse = 1.f / total;
       for (int64_t j = 0; j < chunks_end; j += kLanes) Store(row + j, Load(row + j) * inverse);
       lse[i] = shift + std::log(total);
     }
@@ -286,15 +301,17 @@ struct Head {
   float scale;
   float *k, *kt, *v, *vt;
 
-  Head(const Shape& shape, const Floats& keys, const Floats& values, int64_t task)
+  // The forward pass reads kt and v; the backward pass kt, k and vt.
+  Head(const Shape& shape, const Floats& keys, const Floats& values, int64_t task, bool backward)
       : s(shape), b(task / shape.kv_heads), kh(task % shape.kv_heads), hp(Padded(shape.head_dim)),
         sp(Padded(shape.keys)), scale(1.f / std::sqrt(static_cast<float>(shape.head_dim))) {
     k = Scratch(0, sp, hp), v = Scratch(1, sp, hp), kt = Scratch(2, hp, sp), vt = Scratch(3, hp, sp);
     const int64_t stride = s.kv_heads * s.head_dim;
     Gather(keys, s.KV(b, 0, kh), stride, s.keys, s.head_dim, k);
     Gather(values, s.KV(b, 0, kh), stride, s.keys, s.head_dim, v);
+    std::fill(v + s.keys * hp, v + sp * hp, 0.f);  // padding keys: P is 0 there, and 0 * garbage may not be
     Transpose(k, hp, kt, sp, s.keys, hp);
-    Transpose(v, hp, vt, sp, s.keys, hp);
+    if (backward) Transpose(v, hp, vt, sp, s.keys, hp);
     for (int64_t i = 0; i < hp * sp; ++i) kt[i] *= scale;  // so q kt is the scaled scores
   }
 
@@ -313,22 +330,27 @@ struct Head {
   }
 };
 
-// dP [T][sp] -> dS = scale * P * (dP - rowsum(dO * O)), in place.
-LAMINA_ISAS void ScoreGradients(const float* __restrict p, const float* __restrict d_out, const float* __restrict out,
-                                int64_t rows, int64_t hp, int64_t sp, float scale, float* __restrict d_scores) {
-  for (int64_t i = 0; i < rows; ++i) {
+// dP [T][sp] -> dS = scale * P * (dP - rowsum(dO * O)), in place, over each row's chunks of
+// visible keys (the causal dP GEMM leaves the others unwritten) and 0 past them.
+LAMINA_ISAS void ScoreGradients(const Shape& s, const float* __restrict p, const float* __restrict d_out,
+                                const float* __restrict out, int64_t hp, int64_t sp, float scale,
+                                float* __restrict d_scores) {
+  for (int64_t i = 0; i < s.queries; ++i) {
     Vec products{};
     for (int64_t d = 0; d < hp; d += kLanes) products += Load(d_out + i * hp + d) * Load(out + i * hp + d);
-    const float delta = Sum(products);
-    for (int64_t j = 0; j < sp; j += kLanes) {
-      Store(d_scores + i * sp + j, Load(p + i * sp + j) * (Load(d_scores + i * sp + j) - delta) * scale);
+    const float delta = Fold(products, Plus);
+    const int64_t chunks_end = Padded(s.Visible(i));
+    float* row = d_scores + i * sp;
+    for (int64_t j = 0; j < chunks_end; j += kLanes) {
+      Store(row + j, Load(p + i * sp + j) * (Load(row + j) - delta) * scale);
     }
+    std::fill(row + chunks_end, row + sp, 0.f);
   }
 }
 
 void Forward(const Shape& s, const Floats& q, const Floats& k, const Floats& v, const Floats& o, float* lse,
              int64_t task) {
-  const Head head(s, k, v, task);
+  const Head head(s, k, v, task, false);
   for (int64_t g = 0; g < s.Groups(); ++g) {
     float* rows = Scratch(4, s.queries, head.hp);
     Gather(q, head.QueryAt(g), head.QueryStride(), s.queries, s.head_dim, rows);
@@ -342,10 +364,10 @@ void Forward(const Shape& s, const Floats& q, const Floats& k, const Floats& v, 
 // dS = P * (dP - rowsum(dO * O)); dq = scale dS k; dk += scale dS^T q; dv += P^T dO.
 void Backward(const Shape& s, const Floats& q, const Floats& k, const Floats& v, const Floats& o, const float* lse,
               const Floats& d_o, const Floats& dq, const Floats& dk, const Floats& dv, int64_t task) {
-  const Head head(s, k, v, task);
+  const Head head(s, k, v, task, true);
   const int64_t t = s.queries, hp = head.hp, sp = head.sp;
-  float* grad_k = Scratch(7, sp, hp);
-  float* grad_v = Scratch(8, sp, hp);
+  float* grad_k = Zeroed(7, sp, hp);
+  float* grad_v = Zeroed(8, sp, hp);
   for (int64_t g = 0; g < s.Groups(); ++g) {
     float* rows_q = Scratch(4, t, hp);
     float* rows_do = Scratch(6, t, hp);
@@ -354,14 +376,14 @@ void Backward(const Shape& s, const Floats& q, const Floats& k, const Floats& v,
     Gather(d_o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_do);
     Gather(o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_o);
     float* p = head.Probabilities(rows_q, nullptr, head.Lse(const_cast<float*>(lse), g));
-    Gemm<true>(p, sp, rows_do, hp, grad_v, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // P^T dO
+    Gemm<true, true>(p, sp, rows_do, hp, grad_v, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // P^T dO
     float* d_scores = Scratch(11, t, sp);
     Gemm<false>(rows_do, hp, head.vt, sp, d_scores, sp, t, hp, sp, Range::kAll, s.causal);  // dP
-    ScoreGradients(p, rows_do, rows_o, t, hp, sp, head.scale, d_scores);
+    ScoreGradients(s, p, rows_do, rows_o, hp, sp, head.scale, d_scores);
     float* grad_q = Scratch(12, t, hp);
     Gemm<false>(d_scores, sp, head.k, hp, grad_q, hp, t, s.keys, hp, head.Causal(Range::kUpToRow));
     Scatter(grad_q, t, s.head_dim, dq, head.QueryAt(g), head.QueryStride());
-    Gemm<true>(d_scores, sp, rows_q, hp, grad_k, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // dS^T q
+    Gemm<true, true>(d_scores, sp, rows_q, hp, grad_k, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // dS^T q
   }
   const int64_t stride = s.kv_heads * s.head_dim;
   Scatter(grad_k, s.keys, s.head_dim, dk, s.KV(head.b, 0, head.kh), stride);
