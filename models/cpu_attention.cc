@@ -16,56 +16,23 @@
 // own); the maths is float32.
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <vector>
 
+#include "ffi_parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using lamina::ParallelFor;
 
 #pragma GCC optimize("O3")
 
 namespace {
 
 #define LAMINA_ISAS __attribute__((target_clones("avx512f", "avx2", "default")))
-
-// Runs fn(0..tasks-1) on the calling thread and on the other threads of XLA's pool; returns
-// once all have run. The caller works through the tasks too, and a helper that starts after
-// the work is gone returns at once: nothing waits on a pool thread that never comes.
-void ParallelFor(ffi::ThreadPool& pool, int64_t tasks, std::function<void(int64_t)> fn) {
-  struct State {
-    std::function<void(int64_t)> fn;
-    int64_t tasks;
-    std::atomic<int64_t> next{0}, done{0};
-    std::mutex mutex;
-    std::condition_variable finished;
-    void Drain() {
-      for (int64_t i; (i = next.fetch_add(1)) < tasks;) {
-        fn(i);
-        if (done.fetch_add(1) + 1 == tasks) {
-          std::lock_guard<std::mutex> lock(mutex);
-          finished.notify_all();
-        }
-      }
-    }
-  };
-  auto state = std::make_shared<State>();
-  state->fn = std::move(fn);
-  state->tasks = tasks;
-  const int64_t helpers = std::min<int64_t>(pool.num_threads(), tasks) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state] { state->Drain(); });
-  state->Drain();
-  std::unique_lock<std::mutex> lock(state->mutex);
-  state->finished.wait(lock, [&] { return state->done.load() == state->tasks; });
-}
 
 // A float32 or bfloat16 array, read and written as float32 (bfloat16 rounded to nearest even).
 struct Floats {

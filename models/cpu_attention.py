@@ -13,7 +13,6 @@ call). Anything else stays with models/attention_core.py's einsum implementation
 
 import functools
 import os
-import platform
 
 import jax
 import jax.numpy as jnp
@@ -30,28 +29,17 @@ _FORWARD, _BACKWARD = 'lamina_attention_forward', 'lamina_attention_backward'
 @functools.cache
 def unavailable_reason() -> str | None:
   """None once the kernels are built and registered with XLA; else why they cannot be."""
-  if platform.system() != 'Linux':
-    return f'built for Linux only, not {platform.system()}'
-  try:
-    library = ffi_build.load(_SOURCE, include_dirs=[], library_dirs=[], libraries=[])
-  except (ffi_build.BuildError, OSError) as e:
-    return str(e)
-  jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(library.LaminaAttentionForward), platform='cpu')
-  jax.ffi.register_ffi_target(_BACKWARD, jax.ffi.pycapsule(library.LaminaAttentionBackward), platform='cpu')
-  return None
+  handlers = {_FORWARD: 'LaminaAttentionForward', _BACKWARD: 'LaminaAttentionBackward'}
+  return ffi_build.register(handlers, lambda: ffi_build.load(_SOURCE))
 
 
 def why_not(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> str | None:
   """None where `attention` runs these operands; else why not, in a few words."""
-  if jax.default_backend() != 'cpu':
-    return f'the backend is {jax.default_backend()}, not cpu'
-  if jax.device_count() != 1:
-    return f'XLA cannot partition an FFI call over the {jax.device_count()} devices of this run'
   if mask is not None:
     return 'it takes no explicit mask (only none or causal masking)'
   if any(a.dtype not in (jnp.float32, jnp.bfloat16) for a in (q, k, v)):
     return f'dtypes {q.dtype}, {k.dtype}, {v.dtype}'
-  return unavailable_reason()
+  return ffi_build.placement_reason() or unavailable_reason()
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, causal: bool) -> jax.Array:

@@ -1,21 +1,25 @@
 """Compile a C++ XLA FFI library on first use and cache it, like torch.utils.cpp_extension.
 
-The cache key is the source text, the compile command and the jaxlib version (its FFI
-headers), so an edit or an upgrade rebuilds. The library is written under a temporary
+The cache key is the source text and that of the headers it includes from its own folder,
+the compile command and the jaxlib version (its FFI headers), so an edit or an upgrade
+rebuilds. The library is written under a temporary
 name and renamed into place: an interrupted build never leaves a file that looks built.
 """
 
 import ctypes
 import hashlib
 import os
+import platform
+import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 
 import jax
 import jaxlib
 
-__all__ = ['BuildError', 'cache_dir', 'load']
+__all__ = ['BuildError', 'cache_dir', 'load', 'placement_reason', 'register']
 
 
 class BuildError(RuntimeError):
@@ -27,7 +31,8 @@ def cache_dir() -> str:
   return os.environ.get('LAMINA_KERNEL_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'lamina', 'kernels')
 
 
-def load(source: str, *, include_dirs: list[str], library_dirs: list[str], libraries: list[str]) -> ctypes.CDLL:
+def load(source: str, *, include_dirs: Sequence[str] = (), library_dirs: Sequence[str] = (),
+         libraries: Sequence[str] = ()) -> ctypes.CDLL:
   """The shared library built from the C++ file `source`, compiling it if no cached build matches."""
   compiler = os.environ.get('CXX', 'g++')
   if shutil.which(compiler) is None:
@@ -37,14 +42,50 @@ def load(source: str, *, include_dirs: list[str], library_dirs: list[str], libra
   flags += [f'-L{d}' for d in library_dirs] + [f'-Wl,-rpath,{d}' for d in library_dirs]
   # The libraries come after the source, where the linker resolves them.
   command = [compiler, *flags, source, *[f'-l{name}' for name in libraries]]
-  with open(source, 'rb') as f:
-    text = f.read()
-  key = hashlib.sha256(b'\0'.join([text, ' '.join(command).encode(), jaxlib.__version__.encode()]))
+  texts = [_read(source)] + [_read(header) for header in _local_headers(source)]
+  key = hashlib.sha256(b'\0'.join([*texts, ' '.join(command).encode(), jaxlib.__version__.encode()]))
   stem = os.path.splitext(os.path.basename(source))[0]
   target = os.path.join(cache_dir(), f'{stem}-{key.hexdigest()[:16]}.so')
   if not os.path.exists(target):
     _compile(command, source, target)
   return ctypes.CDLL(target)
+
+
+def register(targets: dict[str, str], library: Callable[[], ctypes.CDLL]) -> str | None:
+  """Registers the handlers of `library()` (built on first use) with XLA on CPU, FFI target name
+  -> symbol. Returns None once they are registered, else why they cannot be, in a few words."""
+  if platform.system() != 'Linux':
+    return f'built for Linux only, not {platform.system()}'
+  try:
+    handlers = library()
+  except (BuildError, OSError) as e:
+    return str(e)
+  for target, symbol in targets.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(handlers, symbol)), platform='cpu')
+  return None
+
+
+def placement_reason() -> str | None:
+  """Why this run's arrays cannot go to a CPU FFI kernel (None where they can): XLA does
+  not partition an FFI call, so it needs a CPU backend with a single device."""
+  if jax.default_backend() != 'cpu':
+    return f'the backend is {jax.default_backend()}, not cpu'
+  if jax.device_count() != 1:
+    return f'XLA cannot partition an FFI call over the {jax.device_count()} devices of this run'
+  return None
+
+
+def _read(path: str) -> bytes:
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+def _local_headers(source: str) -> list[str]:
+  """The files `source` includes with "quotes" that lie in its own folder."""
+  folder = os.path.dirname(os.path.abspath(source))
+  names = re.findall(rb'^\s*#include\s+"([^"]+)"', _read(source), flags=re.MULTILINE)
+  paths = [os.path.join(folder, name.decode()) for name in names]
+  return [path for path in paths if os.path.exists(path)]
 
 
 def _compile(command: list[str], source: str, target: str) -> None:

@@ -23,7 +23,6 @@ import functools
 import glob
 import logging
 import os
-import platform
 import sys
 from collections.abc import Callable
 
@@ -68,15 +67,7 @@ def _find_onednn() -> tuple[str, str]:
 @functools.cache
 def unavailable_reason() -> str | None:
   """None once the kernels are built and registered with XLA; else why they cannot be."""
-  if platform.system() != 'Linux':
-    return f'built for Linux only, not {platform.system()}'
-  try:
-    library = _library()
-  except (ffi_build.BuildError, OSError) as e:
-    return str(e)
-  for target, symbol in _TARGETS.values():
-    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform='cpu')
-  return None
+  return ffi_build.register(dict(_TARGETS.values()), _library)
 
 
 @functools.cache
@@ -129,11 +120,7 @@ def _log_fallback(why_not: str) -> None:
 
 
 def _why_not_here() -> str | None:
-  if jax.default_backend() != 'cpu':
-    return f'the backend is {jax.default_backend()}, not cpu'
-  if jax.device_count() != 1:
-    return f'XLA cannot partition its FFI calls over the {jax.device_count()} devices of this run'
-  return unavailable_reason()
+  return ffi_build.placement_reason() or unavailable_reason()
 
 
 def conv_general_dilated(*args, **kwargs) -> jax.Array:

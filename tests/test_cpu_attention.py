@@ -1,9 +1,6 @@
 """The fused CPU attention kernel: the reference's numbers, used only where it can run."""
 
-import os
 import platform
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +8,9 @@ import numpy as np
 import pytest
 
 from models import attention_core, cpu_attention
-from tests.ffi_targets import ffi_targets
+from tests.ffi_kernels import ffi_targets, python_on_devices
 from train_lib import accounting
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(platform.system() != 'Linux', reason='the kernel is built for Linux only')
 
 
@@ -112,7 +108,5 @@ def test_several_devices_fall_back_to_einsum():
           'from models import attention_core\n'
           'q = jnp.ones((1, 4, 2, 8))\n'
           'print(jax.device_count(), t._targets(lambda q: attention_core.attend(q, q, q, None, True), q))\n')
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2', 'JAX_PLATFORMS': 'cpu'}
-  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert result.stdout.strip() == '2 set()'
+  stdout = python_on_devices(code, 2)
+  assert stdout.strip() == '2 set()'

@@ -2,8 +2,6 @@
 
 import os
 import platform
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +9,9 @@ import numpy as np
 import pytest
 
 from models import ffi_build, onednn_conv, registry, xla_conv
-from tests.ffi_targets import ffi_targets
+from tests.ffi_kernels import ffi_targets, python_on_devices
 from train_lib import accounting, precision
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 # setup.cfg installs oneDNN on x86-64 Linux only; elsewhere 'auto' is XLA and there is nothing to test.
 pytestmark = pytest.mark.skipif((platform.system(), platform.machine()) != ('Linux', 'x86_64'),
@@ -170,10 +167,8 @@ def test_several_devices_keep_xla_convolutions():
   code = ("from models import onednn_conv, xla_conv\n"
           "assert onednn_conv.resolve('auto') is xla_conv.conv_general_dilated\n"
           "try:\n  onednn_conv.resolve('onednn')\nexcept ValueError as e:\n  print(e)\n")
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2', 'JAX_PLATFORMS': 'cpu'}
-  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr
-  assert 'cannot partition its FFI calls over the 2 devices' in result.stdout
+  stdout = python_on_devices(code, 2)
+  assert 'cannot partition an FFI call over the 2 devices' in stdout
 
 
 def test_a_failed_build_leaves_nothing_that_looks_built(tmp_path, monkeypatch):
@@ -196,3 +191,13 @@ def test_a_build_is_cached(tmp_path, monkeypatch):
   assert os.listdir(tmp_path / 'cache') == built and os.stat(tmp_path / 'cache' / built[0]).st_mtime_ns == stamp
   source.write_text('extern "C" int answer() { return 43; }\n')
   assert ffi_build.load(str(source), include_dirs=[], library_dirs=[], libraries=[]).answer() == 43
+
+
+def test_an_edit_to_an_included_local_header_rebuilds(tmp_path, monkeypatch):
+  monkeypatch.setenv('LAMINA_KERNEL_CACHE', str(tmp_path / 'cache'))
+  header, source = tmp_path / 'value.h', tmp_path / 'value.cc'
+  header.write_text('#define VALUE 1\n')
+  source.write_text('#include "value.h"\nextern "C" int value() { return VALUE; }\n')
+  assert ffi_build.load(str(source), include_dirs=[], library_dirs=[], libraries=[]).value() == 1
+  header.write_text('#define VALUE 2\n')
+  assert ffi_build.load(str(source), include_dirs=[], library_dirs=[], libraries=[]).value() == 2
