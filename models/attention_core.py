@@ -11,7 +11,7 @@
   1.86 to 1.35 ms a layer; the flash-attention row sum rowsum(dO * O) over the head
   dimension fused with the dP matmul into one slow YNNPACK call.
 - 'fused': one C++ kernel each way on CPU (models/cpu_attention.py): no mask or a causal
-  one, a single device. nanoGPT's CPU train step: 43k -> 48k tokens/s.
+  one, a single device. nanoGPT's CPU train step: 43k -> 52k tokens/s.
 - 'xla', 'cudnn': `jax.nn.dot_product_attention` (cuDNN's fused kernel on GPUs).
 - 'auto': on CPU 'fused' where it can run, else 'einsum'; elsewhere
   `jax.nn.dot_product_attention`'s own choice.

@@ -2,9 +2,12 @@
 
 XLA:CPU runs attention as a dozen small operations a layer (batched dots, the mask, the
 softmax's reductions and its gradient), each a separate pass over [B, K, T, G, S] arrays
-and most of them too small to split well over the cores. The kernel here walks one query
-row at a time with its scores in L1, and the backward pass recomputes the probabilities
-from the saved log-sum-exp (flash attention's scheme), on XLA's own thread pool.
+and most of them too small to split well over the cores: a third of nanoGPT's CPU train
+step. The kernel here takes one (batch, key/value head) at a time on XLA's own thread pool
+and computes its scores, softmax and output with small register-blocked matmuls in
+per-thread scratch (L1/L2-sized for short contexts); the backward pass recomputes the
+probabilities from the saved log-sum-exp (flash attention's scheme). The trainer's nanoGPT
+CPU config went 43k -> 52k tokens/s with it on a 2-core AMX Xeon.
 
 What runs here: no mask or a causal one, q/k/v in float32 or bfloat16 (float32 maths
 throughout), grouped-query heads, on a single CPU device (XLA cannot partition an FFI
@@ -16,7 +19,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from models import ffi_build
 
