@@ -41,6 +41,8 @@ def test_builds_here():
     (3, 64, 64, 4, 4, 32, True),  # nanoGPT's heads
     (2, 7, 7, 4, 2, 8, True),  # grouped-query heads; sizes off every vector and block width
     (2, 5, 9, 6, 3, 20, False),  # more keys than queries
+    (2, 5, 21, 2, 2, 16, True),  # causal with more keys than queries: query t sees keys 0..t
+    (2, 21, 5, 2, 2, 16, True),  # and with fewer
     (1, 33, 33, 2, 1, 70, True),  # one key/value head for all; a head wider than 64
     (2, 1, 1, 1, 1, 1, False),
 ])
