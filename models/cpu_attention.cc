@@ -61,7 +61,6 @@ struct Floats {
       out[i] = static_cast<uint16_t>((nan ? (b | 0x00400000u) : b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
     }
   }
-
 };
 
 Floats Of(const ffi::AnyBuffer& buffer) {
@@ -128,12 +127,14 @@ template <typename Op>
 [[gnu::always_inline]] inline Vec Maximum(Vec a, Vec b) { return a > b ? a : b; }
 [[gnu::always_inline]] inline Vec Plus(Vec a, Vec b) { return a + b; }
 
-// The R x (C * kLanes) block of C at (m, n0) (plus its old value, `kAccumulate`) set to sum_k A[m + r][k] B[k][n0 ...] over
-// k in [begin, end), with A read as stored [rows][depth] or, `kTransposed`, as [depth][rows].
-// Its R * C accumulators stay in registers; each B load serves R rows, each A value C chunks.
+// The R x (C * kLanes) block of C at (m, n0) set to (or, kAccumulate, increased by) the sum over
+// k in [begin, end) of A[m + r][k] B[k][n0 ...], A read as stored [rows][depth] or, kTransposed,
+// as [depth][rows]. Its R * C accumulators stay in registers; each B load serves R rows, each A
+// value C chunks.
 template <int R, int C, bool kTransposed, bool kAccumulate>
-[[gnu::always_inline]] inline void Block(const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
-                  float* __restrict c, int64_t ldc, int64_t m, int64_t n0, int64_t begin, int64_t end) {
+[[gnu::always_inline]] inline void Block(const float* __restrict a, int64_t lda, const float* __restrict b,
+                                         int64_t ldb, float* __restrict c, int64_t ldc, int64_t m, int64_t n0,
+                                         int64_t begin, int64_t end) {
   Vec acc[R][C];
   for (int r = 0; r < R; ++r) {
     for (int j = 0; j < C; ++j) acc[r][j] = kAccumulate ? Load(c + (m + r) * ldc + n0 + j * kLanes) : Vec{};
@@ -153,14 +154,16 @@ template <int R, int C, bool kTransposed, bool kAccumulate>
 
 // The k a block of rows [m, m + count) sums over: causal attention's exact zeros skipped (a
 // block takes the union of its rows' ranges; the zeros in it add nothing).
-[[gnu::always_inline]] inline void KRange(Range range, int64_t m, int64_t count, int64_t depth, int64_t& begin, int64_t& end) {
+[[gnu::always_inline]] inline void KRange(Range range, int64_t m, int64_t count, int64_t depth, int64_t& begin,
+                                          int64_t& end) {
   begin = range == Range::kFromRow ? m : 0;
   end = range == Range::kUpToRow ? std::min(m + count, depth) : depth;
 }
 
 template <int R, bool kTransposed, bool kAccumulate>
-[[gnu::always_inline]] inline void Rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
-                 int64_t depth, int64_t width, Range range, bool lower) {
+[[gnu::always_inline]] inline void Rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                                        int64_t ldc, int64_t m, int64_t depth, int64_t width, Range range,
+                                        bool lower) {
   int64_t begin, end;
   KRange(range, m, R, depth, begin, end);
   if (lower) width = std::min(width, Padded(m + R));
@@ -183,7 +186,9 @@ LAMINA_ISAS void Gemm(const float* __restrict a, int64_t lda, const float* __res
                       float* __restrict c, int64_t ldc, int64_t rows, int64_t depth, int64_t width, Range range,
                       bool lower = false) {
   int64_t m = 0;
-  for (; m + 4 <= rows; m += 4) Rows<4, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
+  for (; m + 4 <= rows; m += 4) {
+    Rows<4, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
+  }
   for (; m < rows; ++m) Rows<1, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
 }
 
@@ -219,7 +224,8 @@ LAMINA_ISAS void Gather(const Floats& x, int64_t at, int64_t row_stride, int64_t
   }
 }
 
-LAMINA_ISAS void Scatter(const float* in, int64_t rows, int64_t head_dim, const Floats& x, int64_t at, int64_t row_stride) {
+LAMINA_ISAS void Scatter(const float* in, int64_t rows, int64_t head_dim, const Floats& x, int64_t at,
+                         int64_t row_stride) {
   const int64_t ld = Padded(head_dim);
   for (int64_t r = 0; r < rows; ++r) {
     x.Write(at + r * row_stride, head_dim, in + r * ld);
@@ -236,13 +242,16 @@ LAMINA_ISAS void Softmax(const Shape& s, float* __restrict scores, int64_t ld, f
     float* row = scores + i * ld;
     const int64_t visible = s.Visible(i), chunks_end = Padded(visible);
     // Lanes of the last chunk past the visible keys count as -inf scores.
-    const Vec last = lanes + static_cast<float>(chunks_end - kLanes) < static_cast<float>(visible) ? Vec{} : minus_infinity;
+    const float first_of_last = static_cast<float>(chunks_end - kLanes);
+    const Vec last = lanes + first_of_last < static_cast<float>(visible) ? Vec{} : minus_infinity;
     float shift;
     if (lse_in != nullptr) {
       shift = lse_in[i];
     } else {
       Vec top = minus_infinity;
-      for (int64_t j = 0; j < chunks_end; j += kLanes) top = Maximum(top, Load(row + j) + (j + kLanes == chunks_end ? last : Vec{}));
+      for (int64_t j = 0; j < chunks_end; j += kLanes) {
+        top = Maximum(top, Load(row + j) + (j + kLanes == chunks_end ? last : Vec{}));
+      }
       shift = Fold(top, Maximum);
     }
     Vec sum{};

@@ -11,7 +11,8 @@ from train_lib import accounting
 
 def ffi_targets(fn, *args) -> list[str]:
   """The target names of every ffi_call in `fn(*args)`'s jaxpr, in order, repeats kept."""
-  return [e.params['target_name'] for e in _equations(jax.make_jaxpr(fn)(*args).jaxpr) if e.primitive.name == 'ffi_call']
+  equations = _equations(jax.make_jaxpr(fn)(*args).jaxpr)
+  return [e.params['target_name'] for e in equations if e.primitive.name == 'ffi_call']
 
 
 def _equations(jaxpr):
