@@ -113,11 +113,13 @@ def _measure_matmul_flops(dtype: str) -> float:
   return len(devices) * 2 * _MATMUL_SIZE**3 / best
 
 
-def best_seconds(run: Callable[[], Any], repeats: int = 5, budget_s: float = 2.0) -> float:
+def best_seconds(run: Callable[[], Any], repeats: int = 20, budget_s: float = 2.0) -> float:
   """The fastest of up to `repeats` timed calls of `run` after one untimed warm-up.
 
-  Timing stops early once the timed calls have taken `budget_s`: where one product
-  takes seconds (bf16 on a CPU without bf16 units), more samples add nothing but time.
+  A shared VM's speed drifts, and a 1024^3 bf16 product takes about a millisecond on an
+  AMX CPU: with 5 samples, runs on one 2-core Xeon timed that ceiling anywhere from 1.14 to
+  1.81 TFLOP/s. Timing stops early once the timed calls have taken `budget_s`: where one
+  product takes seconds (bf16 on a CPU without bf16 units), more samples add nothing but time.
   """
   run()
   best, spent = float('inf'), 0.0
