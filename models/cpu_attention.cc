@@ -9,7 +9,7 @@
 // Only the log-sum-exp of each row is saved: the backward pass recomputes the probabilities,
 // as flash attention does. Long contexts would want the keys in blocks too (not done: the
 // scratch grows as T x S). Loops are plain C++ and GCC vector types, built for AVX-512, AVX2
-// and the baseline ISA, the best of which is picked when the library loads (target_clones).
+// and the baseline ISA, the best of which is picked when the library loads (models/ffi_vector.h).
 //
 // Layouts: q [B, T, N, H]; k, v [B, S, K, H], N a multiple of K (query head k * G + g reads
 // key/value head k); o as q; lse [B, N, T] float32. q, k, v are float32 or bfloat16 (each its
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "ffi_parallel.h"
+#include "ffi_vector.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -31,8 +32,6 @@ using lamina::ParallelFor;
 #pragma GCC optimize("O3")
 
 namespace {
-
-#define LAMINA_ISAS __attribute__((target_clones("avx512f", "avx2", "default")))
 
 // A float32 or bfloat16 array, read and written as float32 (bfloat16 rounded to nearest even).
 struct Floats {
@@ -85,7 +84,8 @@ int64_t Padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 enum class Range { kAll, kUpToRow, kFromRow };
 
 // 16 floats as one value: GCC lowers its arithmetic to whatever vectors the ISA has.
-typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+using Vec = lamina::LanesF;
+static_assert(sizeof(Vec) == kLanes * sizeof(float));
 
 [[gnu::always_inline]] inline Vec Load(const float* p) {
   Vec v;
@@ -193,10 +193,8 @@ LAMINA_ISAS void Gemm(const float* __restrict a, int64_t lda, const float* __res
 }
 
 // out[j][i] = in[i][j] for i < rows, j < cols, and 0 for rows <= i < ld_out (the padding).
-void Transpose(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows, int64_t cols) {
-  for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t j = 0; j < cols; ++j) out[j * ld_out + i] = in[i * ld_in + j];
-  }
+void TransposePadded(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows, int64_t cols) {
+  lamina::Transpose(in, ld_in, out, ld_out, rows, cols);
   for (int64_t j = 0; j < cols; ++j) std::fill(out + j * ld_out + rows, out + (j + 1) * ld_out, 0.f);
 }
 
@@ -286,8 +284,8 @@ struct Head {
     Gather(keys, s.KV(b, 0, kh), stride, s.keys, s.head_dim, k);
     Gather(values, s.KV(b, 0, kh), stride, s.keys, s.head_dim, v);
     std::fill(v + s.keys * hp, v + sp * hp, 0.f);  // padding keys: P is 0 there, and 0 * garbage may not be
-    Transpose(k, hp, kt, sp, s.keys, hp);
-    if (backward) Transpose(v, hp, vt, sp, s.keys, hp);
+    TransposePadded(k, hp, kt, sp, s.keys, hp);
+    if (backward) TransposePadded(v, hp, vt, sp, s.keys, hp);
     for (int64_t i = 0; i < hp * sp; ++i) kt[i] *= scale;  // so q kt is the scaled scores
   }
 
@@ -295,7 +293,7 @@ struct Head {
   int64_t QueryHead(int64_t g) const { return kh * s.Groups() + g; }
   int64_t QueryAt(int64_t g) const { return s.Q(b, 0, QueryHead(g)); }
   int64_t QueryStride() const { return s.heads * s.head_dim; }
-  float* Lse(float* lse, int64_t g) const { return lse + (b * s.heads + QueryHead(g)) * s.queries; }
+  int64_t LseAt(int64_t g) const { return (b * s.heads + QueryHead(g)) * s.queries; }
 
   // The probabilities [T][sp] of query rows q [T][hp].
   float* Probabilities(const float* q, float* lse, const float* lse_in) const {
@@ -330,7 +328,7 @@ void Forward(const Shape& s, const Floats& q, const Floats& k, const Floats& v, 
   for (int64_t g = 0; g < s.Groups(); ++g) {
     float* rows = Scratch(4, s.queries, head.hp);
     Gather(q, head.QueryAt(g), head.QueryStride(), s.queries, s.head_dim, rows);
-    const float* p = head.Probabilities(rows, head.Lse(lse, g), nullptr);
+    const float* p = head.Probabilities(rows, lse + head.LseAt(g), nullptr);
     float* out = Scratch(6, s.queries, head.hp);
     Gemm<false>(p, head.sp, head.v, head.hp, out, head.hp, s.queries, s.keys, head.hp, head.Causal(Range::kUpToRow));
     Scatter(out, s.queries, s.head_dim, o, head.QueryAt(g), head.QueryStride());
@@ -351,7 +349,7 @@ void Backward(const Shape& s, const Floats& q, const Floats& k, const Floats& v,
     Gather(q, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_q);
     Gather(d_o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_do);
     Gather(o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_o);
-    float* p = head.Probabilities(rows_q, nullptr, head.Lse(const_cast<float*>(lse), g));
+    float* p = head.Probabilities(rows_q, nullptr, lse + head.LseAt(g));
     Gemm<true, true>(p, sp, rows_do, hp, grad_v, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // P^T dO
     float* d_scores = Scratch(11, t, sp);
     Gemm<false>(rows_do, hp, head.vt, sp, d_scores, sp, t, hp, sp, Range::kAll, s.causal);  // dP

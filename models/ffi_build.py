@@ -2,8 +2,8 @@
 
 The cache key is the source text and that of the headers it includes from its own folder,
 the compile command and the jaxlib version (its FFI headers), so an edit or an upgrade
-rebuilds. The library is written under a temporary
-name and renamed into place: an interrupted build never leaves a file that looks built.
+rebuilds. The library is written under a temporary name and renamed into place: an
+interrupted build never leaves a file that looks built.
 """
 
 import ctypes

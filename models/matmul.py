@@ -75,7 +75,7 @@ def _weight_gradient(x, x_spec: str, cotangent, out_spec: str, w_spec: str) -> j
 def _laid_out(x: jax.Array, order: list[int]) -> jax.Array:
   """jnp.transpose(x, order) written out in memory. A token-major activation whose leading
   axes move last is a 2-D transpose, which models/cpu_transpose.py runs 2-3x faster than XLA."""
-  lead = len(order) - order.index(0) if 0 in order else 0
+  lead = len(order) - order.index(0)  # how many leading axes move to the end, if that is the move
   if order == [*range(lead, x.ndim), *range(lead)]:
     flat = x.reshape(math.prod(x.shape[:lead]), math.prod(x.shape[lead:]))
     if cpu_transpose.why_not(flat) is None:
