@@ -82,7 +82,7 @@ ROWS = {
     'gpt_wide': Row('shakespeare_gpt', steps=20, model={'width': 512}, sizes={'batch_size': 32, 'steps_per_call': 10},
                     accelerator={'batch_size': 256}),
     'digits_cnn': Row('digits_cnn', steps=200, accelerator={'batch_size': 512}),
-    'fashion_mnist_resnet': Row('fashion_mnist_resnet', steps=20, accelerator={'batch_size': 1024}),
+    'fashion_mnist_resnet': Row('fashion_mnist_resnet', steps=100, accelerator={'batch_size': 1024}),
     # Sized for an accelerator (28 TFLOP a step): not in the default rows.
     'gpt2_small': Row('gpt2_small', steps=50),
 }

@@ -161,10 +161,11 @@ def threads_for(dtype: jnp.dtype) -> int:
   XLA runs a step's independent operations side by side (a convolution's two gradients,
   the fusions around them). A bfloat16 convolution on AMX is short enough that giving it
   half the cores and letting XLA fill the rest wins: the Fashion-MNIST ResNet's bf16 step
-  on a 2-core Xeon ran 2,500 -> 2,800 examples/s. Float32 convolutions, 3-4x longer, lose
-  that way (2,050 -> 1,570), so they take every core.
+  on a 2-core Xeon ran 2,500 -> 2,800 examples/s. Convolutions 2-4x longer lose that way,
+  so they take every core: float32 ones there (2,050 -> 1,570), and bfloat16 ones on
+  AVX-512 BF16 without AMX (a 2-core EPYC: 1,810 -> 1,710).
   """
-  if dtype != jnp.bfloat16:
+  if dtype != jnp.bfloat16 or 'amx' not in (bf16_implementation() or ''):
     return 0
   return max(1, len(os.sched_getaffinity(0)) // 2)
 

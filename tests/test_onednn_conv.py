@@ -78,9 +78,12 @@ def test_bf16_values_and_gradients_match_xla_in_f32(x_shape, w_shape, strides, p
       'lamina_onednn_conv_backward_data', 'lamina_onednn_conv_backward_weights', 'lamina_onednn_conv_forward']
 
 
-def test_bf16_convolutions_use_half_the_cores():
-  cores = len(os.sched_getaffinity(0))
-  assert onednn_conv.threads_for(jnp.bfloat16) == max(1, cores // 2)
+@pytest.mark.parametrize('implementation, bf16_threads', [
+    ('brgconv:avx512_core_amx', 'half'), ('brgconv:avx512_core_bf16', 'all'), (None, 'all')])
+def test_only_amx_bf16_convolutions_share_the_cores(implementation, bf16_threads, monkeypatch):
+  monkeypatch.setattr(onednn_conv, 'bf16_implementation', lambda: implementation)
+  half = max(1, len(os.sched_getaffinity(0)) // 2)
+  assert onednn_conv.threads_for(jnp.bfloat16) == {'half': half, 'all': 0}[bf16_threads]
   assert onednn_conv.threads_for(jnp.float32) == 0
 
 
