@@ -8,8 +8,11 @@
 // short context (nanoGPT's 64) keeps in L1/L2; causal blocks that are all zeros are skipped.
 // Only the log-sum-exp of each row is saved: the backward pass recomputes the probabilities,
 // as flash attention does. Long contexts would want the keys in blocks too (not done: the
-// scratch grows as T x S). Loops are plain C++ and GCC vector types, built for AVX-512, AVX2
-// and the baseline ISA, the best of which is picked when the library loads (models/ffi_vector.h).
+// scratch grows as T x S). Loops are plain C++ and GCC vector types of the ISA's width (16
+// floats with AVX-512, 8 with AVX2 and FMA, 4 otherwise), the GEMMs' register tiles sized to each
+// ISA's register file; every call runs the best build the CPU has (models/ffi_vector.h). One
+// width for all had left AVX2 machines spilling a 4 x 4 tile of 16-float accumulators to the
+// stack: 4x slower than XLA's attention there.
 //
 // Layouts: q [B, T, N, H]; k, v [B, S, K, H], N a multiple of K (query head k * G + g reads
 // key/value head k); o as q; lse [B, N, T] float32. q, k, v are float32 or bfloat16 (each its
@@ -17,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -76,292 +80,347 @@ struct Shape {
   int64_t KV(int64_t b, int64_t s, int64_t k) const { return ((b * keys + s) * kv_heads + k) * head_dim; }
 };
 
-constexpr int64_t kLanes = 16;  // floats per vector chunk: one AVX-512 register, two AVX2 ones
-
-int64_t Padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+// One FFI call's operands; the forward pass leaves the gradients unset.
+struct Operands {
+  Shape s;
+  Floats q, k, v, o, d_o, dq, dk, dv;
+  float* lse;                // the forward pass's result
+  const float* saved_lse;    // the backward pass's input
+};
 
 // Which k each output row m of a GEMM sums over: causal attention's zeros left out.
 enum class Range { kAll, kUpToRow, kFromRow };
 
-// 16 floats as one value: GCC lowers its arithmetic to whatever vectors the ISA has.
-using Vec = lamina::LanesF;
-static_assert(sizeof(Vec) == kLanes * sizeof(float));
+// A vector build: floats per register and the GEMMs' register tile (rows x chunks of
+// accumulators, which with a chunk of B and A's broadcast must fit in the register file).
+struct Avx512 {  // 32 zmm: 4 x 4 accumulators
+  static constexpr int kLanes = 16, kTileRows = 4, kTileChunks = 4;
+};
+struct Avx2 {  // 16 ymm: 4 x 3 accumulators
+  static constexpr int kLanes = 8, kTileRows = 4, kTileChunks = 3;
+};
+struct Baseline {  // 16 xmm (SSE2, or NEON's first 16): 4 x 2 accumulators
+  static constexpr int kLanes = 4, kTileRows = 4, kTileChunks = 2;
+};
 
-[[gnu::always_inline]] inline Vec Load(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof(Vec));
-  return v;
-}
+// The kernel for one vector build. Its functions carry no ISA of their own: each ISA's entry
+// point (below) inlines them all.
+template <typename Build>
+struct Kernel {
+  static constexpr int64_t kLanes = Build::kLanes;  // floats per vector chunk
+  using Vec = lamina::Vector<float, kLanes>;
+  using Ints = lamina::Vector<int32_t, kLanes>;
 
-[[gnu::always_inline]] inline void Store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(Vec)); }
+  static int64_t Padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
-typedef int32_t Ints __attribute__((vector_size(kLanes * sizeof(int32_t))));
-
-// exp(x) for x <= 0, lane by lane: 2^n * p(r), relative error about 2e-7. x is clamped at -87
-// (exp(-87) ~ 1.6e-38, the smallest normal float), so -inf gives that, not 0.
-[[gnu::always_inline]] inline Vec Exp(Vec x) {
-  x = x < -87.f ? Vec{} - 87.f : x;
-  // Round to nearest by the float format itself (|x * log2(e)| < 2^22); no -ffast-math here
-  // to fold the two additions away.
-  const Vec n = (x * 1.44269504f + 12582912.f) - 12582912.f;
-  const Vec r = x - n * 0.693145752f - n * 1.42860677e-6f;
-  Vec p = r * 1.98756912e-4f + 1.39819994e-3f;
-  p = p * r + 8.33345205e-3f;
-  p = p * r + 4.16664720e-2f;
-  p = p * r + 1.66666672e-1f;
-  p = p * r + 5.00000000e-1f;
-  p = p * r * r + r + 1.f;
-  return reinterpret_cast<Vec>(reinterpret_cast<Ints>(p) + (__builtin_convertvector(n, Ints) << 23));
-}
-
-// A lane-wise op folded over the 16 lanes, halving each step.
-template <typename Op>
-[[gnu::always_inline]] inline float Fold(Vec v, Op op) {
-  v = op(v, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
-  v = op(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
-  v = op(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
-  v = op(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
-  return v[0];
-}
-
-[[gnu::always_inline]] inline Vec Maximum(Vec a, Vec b) { return a > b ? a : b; }
-[[gnu::always_inline]] inline Vec Plus(Vec a, Vec b) { return a + b; }
-
-// The R x (C * kLanes) block of C at (m, n0) set to (or, kAccumulate, increased by) the sum over
-// k in [begin, end) of A[m + r][k] B[k][n0 ...], A read as stored [rows][depth] or, kTransposed,
-// as [depth][rows]. Its R * C accumulators stay in registers; each B load serves R rows, each A
-// value C chunks.
-template <int R, int C, bool kTransposed, bool kAccumulate>
-[[gnu::always_inline]] inline void Block(const float* __restrict a, int64_t lda, const float* __restrict b,
-                                         int64_t ldb, float* __restrict c, int64_t ldc, int64_t m, int64_t n0,
-                                         int64_t begin, int64_t end) {
-  Vec acc[R][C];
-  for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < C; ++j) acc[r][j] = kAccumulate ? Load(c + (m + r) * ldc + n0 + j * kLanes) : Vec{};
+  static Vec Load(const float* p) {
+    Vec v;
+    std::memcpy(&v, p, sizeof(Vec));
+    return v;
   }
-  for (int64_t k = begin; k < end; ++k) {
-    Vec row[C];
-    for (int j = 0; j < C; ++j) row[j] = Load(b + k * ldb + n0 + j * kLanes);
+
+  static void Store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(Vec)); }
+
+  // exp(x) for x <= 0, lane by lane: 2^n * p(r), relative error about 2e-7. x is clamped at -87
+  // (exp(-87) ~ 1.6e-38, the smallest normal float), so -inf gives that, not 0.
+  static Vec Exp(Vec x) {
+    x = x < -87.f ? Vec{} - 87.f : x;
+    // Round to nearest by the float format itself (|x * log2(e)| < 2^22); no -ffast-math here
+    // to fold the two additions away.
+    const Vec n = (x * 1.44269504f + 12582912.f) - 12582912.f;
+    const Vec r = x - n * 0.693145752f - n * 1.42860677e-6f;
+    Vec p = r * 1.98756912e-4f + 1.39819994e-3f;
+    p = p * r + 8.33345205e-3f;
+    p = p * r + 4.16664720e-2f;
+    p = p * r + 1.66666672e-1f;
+    p = p * r + 5.00000000e-1f;
+    p = p * r * r + r + 1.f;
+    return reinterpret_cast<Vec>(reinterpret_cast<Ints>(p) + (__builtin_convertvector(n, Ints) << 23));
+  }
+
+  // v op (v with lanes `half` apart swapped), lane by lane.
+  template <int kHalf, typename Op, std::size_t... J>
+  static Vec Halve(Vec v, Op op, std::index_sequence<J...>) {
+    return op(v, __builtin_shufflevector(v, v, static_cast<int>(J ^ kHalf)...));
+  }
+
+  // A lane-wise op folded over the lanes, halving each step.
+  template <typename Op>
+  static float Fold(Vec v, Op op) {
+    constexpr auto lanes = std::make_index_sequence<kLanes>();
+    if constexpr (kLanes > 8) v = Halve<8>(v, op, lanes);
+    if constexpr (kLanes > 4) v = Halve<4>(v, op, lanes);
+    v = Halve<2>(v, op, lanes);
+    v = Halve<1>(v, op, lanes);
+    return v[0];
+  }
+
+  template <std::size_t... J>
+  static Vec Iota(std::index_sequence<J...>) {
+    return Vec{static_cast<float>(J)...};
+  }
+
+  static Vec Maximum(Vec a, Vec b) { return a > b ? a : b; }
+  static Vec Plus(Vec a, Vec b) { return a + b; }
+
+  // The R x (C * kLanes) block of C at (m, n0) set to (or, kAccumulate, increased by) the sum over
+  // k in [begin, end) of A[m + r][k] B[k][n0 ...], A read as stored [rows][depth] or, kTransposed,
+  // as [depth][rows]. Its R * C accumulators stay in registers; each B load serves R rows, each A
+  // value C chunks.
+  template <int R, int C, bool kTransposed, bool kAccumulate>
+  static void Block(const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
+                    float* __restrict c, int64_t ldc, int64_t m, int64_t n0, int64_t begin, int64_t end) {
+    Vec acc[R][C];
     for (int r = 0; r < R; ++r) {
-      const float w = kTransposed ? a[k * lda + m + r] : a[(m + r) * lda + k];
-      for (int j = 0; j < C; ++j) acc[r][j] += w * row[j];
+      for (int j = 0; j < C; ++j) acc[r][j] = kAccumulate ? Load(c + (m + r) * ldc + n0 + j * kLanes) : Vec{};
     }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < C; ++j) Store(c + (m + r) * ldc + n0 + j * kLanes, acc[r][j]);
-  }
-}
-
-// The k a block of rows [m, m + count) sums over: causal attention's exact zeros skipped (a
-// block takes the union of its rows' ranges; the zeros in it add nothing).
-[[gnu::always_inline]] inline void KRange(Range range, int64_t m, int64_t count, int64_t depth, int64_t& begin,
-                                          int64_t& end) {
-  begin = range == Range::kFromRow ? m : 0;
-  end = range == Range::kUpToRow ? std::min(m + count, depth) : depth;
-}
-
-template <int R, bool kTransposed, bool kAccumulate>
-[[gnu::always_inline]] inline void Rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                                        int64_t ldc, int64_t m, int64_t depth, int64_t width, Range range,
-                                        bool lower) {
-  int64_t begin, end;
-  KRange(range, m, R, depth, begin, end);
-  if (lower) width = std::min(width, Padded(m + R));
-  int64_t n0 = 0;
-  for (; n0 + 4 * kLanes <= width; n0 += 4 * kLanes) {
-    Block<R, 4, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
-  }
-  for (; n0 + 2 * kLanes <= width; n0 += 2 * kLanes) {
-    Block<R, 2, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
-  }
-  for (; n0 < width; n0 += kLanes) Block<R, 1, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
-}
-
-// C[m][:] = sum_k A[m][k] B[k][:] (+= with kAccumulate) for m < rows, k < depth (or k <= m, or
-// k >= m), over `width` columns, a multiple of kLanes; every row is contiguous. kTransposed: A is
-// stored [depth][rows]. `lower`: only the column chunks that hold some n <= m (causal scores; the
-// rest is left as it was).
-template <bool kTransposed, bool kAccumulate = false>
-LAMINA_ISAS void Gemm(const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
-                      float* __restrict c, int64_t ldc, int64_t rows, int64_t depth, int64_t width, Range range,
-                      bool lower = false) {
-  int64_t m = 0;
-  for (; m + 4 <= rows; m += 4) {
-    Rows<4, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
-  }
-  for (; m < rows; ++m) Rows<1, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
-}
-
-// out[j][i] = in[i][j] for i < rows, j < cols, and 0 for rows <= i < ld_out (the padding).
-void TransposePadded(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows, int64_t cols) {
-  lamina::Transpose(in, ld_in, out, ld_out, rows, cols);
-  for (int64_t j = 0; j < cols; ++j) std::fill(out + j * ld_out + rows, out + (j + 1) * ld_out, 0.f);
-}
-
-// A float32 scratch matrix per calling thread and slot, rows x cols, its contents undefined.
-float* Scratch(int slot, int64_t rows, int64_t cols) {
-  thread_local std::vector<float> buffers[13];
-  auto& buffer = buffers[slot];
-  if (buffer.size() < static_cast<size_t>(rows * cols)) buffer.resize(rows * cols);
-  return buffer.data();
-}
-
-float* Zeroed(int slot, int64_t rows, int64_t cols) {
-  float* buffer = Scratch(slot, rows, cols);
-  std::fill(buffer, buffer + rows * cols, 0.f);
-  return buffer;
-}
-
-// rows x head_dim of one head of `x` (rows strided `row_stride` apart from `at`) into a
-// [rows][Padded(H)] matrix, its padding columns zero.
-LAMINA_ISAS void Gather(const Floats& x, int64_t at, int64_t row_stride, int64_t rows, int64_t head_dim, float* out) {
-  const int64_t ld = Padded(head_dim);
-  for (int64_t r = 0; r < rows; ++r) {
-    x.Read(at + r * row_stride, head_dim, out + r * ld);
-    std::fill(out + r * ld + head_dim, out + (r + 1) * ld, 0.f);
-  }
-}
-
-LAMINA_ISAS void Scatter(const float* in, int64_t rows, int64_t head_dim, const Floats& x, int64_t at,
-                         int64_t row_stride) {
-  const int64_t ld = Padded(head_dim);
-  for (int64_t r = 0; r < rows; ++r) {
-    x.Write(at + r * row_stride, head_dim, in + r * ld);
-  }
-}
-
-// Row-wise softmax of scores [T][ld] in place over the visible keys (the rest set to 0);
-// writes each row's log-sum-exp. With `lse_in`, uses those instead: P = exp(S - lse).
-LAMINA_ISAS void Softmax(const Shape& s, float* __restrict scores, int64_t ld, float* __restrict lse,
-                         const float* __restrict lse_in) {
-  const Vec lanes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  const Vec minus_infinity = Vec{} - std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < s.queries; ++i) {
-    float* row = scores + i * ld;
-    const int64_t visible = s.Visible(i), chunks_end = Padded(visible);
-    // Lanes of the last chunk past the visible keys count as -inf scores.
-    const float first_of_last = static_cast<float>(chunks_end - kLanes);
-    const Vec last = lanes + first_of_last < static_cast<float>(visible) ? Vec{} : minus_infinity;
-    float shift;
-    if (lse_in != nullptr) {
-      shift = lse_in[i];
-    } else {
-      Vec top = minus_infinity;
-      for (int64_t j = 0; j < chunks_end; j += kLanes) {
-        top = Maximum(top, Load(row + j) + (j + kLanes == chunks_end ? last : Vec{}));
+    for (int64_t k = begin; k < end; ++k) {
+      Vec row[C];
+      for (int j = 0; j < C; ++j) row[j] = Load(b + k * ldb + n0 + j * kLanes);
+      for (int r = 0; r < R; ++r) {
+        const float w = kTransposed ? a[k * lda + m + r] : a[(m + r) * lda + k];
+        for (int j = 0; j < C; ++j) acc[r][j] += w * row[j];
       }
-      shift = Fold(top, Maximum);
     }
-    Vec sum{};
-    for (int64_t j = 0; j < chunks_end; j += kLanes) {
-      const Vec x = Load(row + j) + (j + kLanes == chunks_end ? last : Vec{});
-      const Vec p = x == minus_infinity ? Vec{} : Exp(x - shift);
-      Store(row + j, p);
-      sum += p;
-    }
-    std::fill(row + chunks_end, row + ld, 0.f);
-    if (lse_in == nullptr) {
-      const float total = Fold(sum, Plus), inverse = 1.f / total;
-      for (int64_t j = 0; j < chunks_end; j += kLanes) Store(row + j, Load(row + j) * inverse);
-      lse[i] = shift + std::log(total);
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < C; ++j) Store(c + (m + r) * ldc + n0 + j * kLanes, acc[r][j]);
     }
   }
-}
 
-// One (batch, key/value head): its keys and values, and each query head of its group.
-struct Head {
-  const Shape& s;
-  int64_t b, kh, hp, sp;
-  float scale;
-  float *k, *kt, *v, *vt;
+  // The k a block of rows [m, m + count) sums over: causal attention's exact zeros skipped (a
+  // block takes the union of its rows' ranges; the zeros in it add nothing).
+  static void KRange(Range range, int64_t m, int64_t count, int64_t depth, int64_t& begin, int64_t& end) {
+    begin = range == Range::kFromRow ? m : 0;
+    end = range == Range::kUpToRow ? std::min(m + count, depth) : depth;
+  }
 
-  // The forward pass reads kt and v; the backward pass kt, k and vt.
-  Head(const Shape& shape, const Floats& keys, const Floats& values, int64_t task, bool backward)
-      : s(shape), b(task / shape.kv_heads), kh(task % shape.kv_heads), hp(Padded(shape.head_dim)),
-        sp(Padded(shape.keys)), scale(1.f / std::sqrt(static_cast<float>(shape.head_dim))) {
-    k = Scratch(0, sp, hp), v = Scratch(1, sp, hp), kt = Scratch(2, hp, sp), vt = Scratch(3, hp, sp);
+  template <int R, bool kTransposed, bool kAccumulate>
+  static void Rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
+                   int64_t depth, int64_t width, Range range, bool lower) {
+    constexpr int kWide = Build::kTileChunks;
+    int64_t begin, end;
+    KRange(range, m, R, depth, begin, end);
+    if (lower) width = std::min(width, Padded(m + R));
+    int64_t n0 = 0;
+    for (; n0 + kWide * kLanes <= width; n0 += kWide * kLanes) {
+      Block<R, kWide, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
+    }
+    if constexpr (kWide > 2) {
+      for (; n0 + 2 * kLanes <= width; n0 += 2 * kLanes) {
+        Block<R, 2, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
+      }
+    }
+    for (; n0 < width; n0 += kLanes) Block<R, 1, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, n0, begin, end);
+  }
+
+  // C[m][:] = sum_k A[m][k] B[k][:] (+= with kAccumulate) for m < rows, k < depth (or k <= m, or
+  // k >= m), over `width` columns, a multiple of kLanes; every row is contiguous. kTransposed: A is
+  // stored [depth][rows]. `lower`: only the column chunks that hold some n <= m (causal scores; the
+  // rest is left as it was).
+  template <bool kTransposed, bool kAccumulate = false>
+  static void Gemm(const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
+                   float* __restrict c, int64_t ldc, int64_t rows, int64_t depth, int64_t width, Range range,
+                   bool lower = false) {
+    constexpr int kTall = Build::kTileRows;
+    int64_t m = 0;
+    for (; m + kTall <= rows; m += kTall) {
+      Rows<kTall, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
+    }
+    for (; m < rows; ++m) Rows<1, kTransposed, kAccumulate>(a, lda, b, ldb, c, ldc, m, depth, width, range, lower);
+  }
+
+  // out[j][i] = in[i][j] for i < rows, j < cols, and 0 for rows <= i < ld_out (the padding).
+  static void TransposePadded(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows,
+                              int64_t cols) {
+    lamina::Transpose<kLanes>(in, ld_in, out, ld_out, rows, cols);
+    for (int64_t j = 0; j < cols; ++j) std::fill(out + j * ld_out + rows, out + (j + 1) * ld_out, 0.f);
+  }
+
+  // A float32 scratch matrix per calling thread and slot, rows x cols, its contents undefined.
+  static float* Scratch(int slot, int64_t rows, int64_t cols) {
+    thread_local std::vector<float> buffers[13];
+    auto& buffer = buffers[slot];
+    if (buffer.size() < static_cast<size_t>(rows * cols)) buffer.resize(rows * cols);
+    return buffer.data();
+  }
+
+  static float* Zeroed(int slot, int64_t rows, int64_t cols) {
+    float* buffer = Scratch(slot, rows, cols);
+    std::fill(buffer, buffer + rows * cols, 0.f);
+    return buffer;
+  }
+
+  // rows x head_dim of one head of `x` (rows strided `row_stride` apart from `at`) into a
+  // [rows][Padded(H)] matrix, its padding columns zero.
+  static void Gather(const Floats& x, int64_t at, int64_t row_stride, int64_t rows, int64_t head_dim, float* out) {
+    const int64_t ld = Padded(head_dim);
+    for (int64_t r = 0; r < rows; ++r) {
+      x.Read(at + r * row_stride, head_dim, out + r * ld);
+      std::fill(out + r * ld + head_dim, out + (r + 1) * ld, 0.f);
+    }
+  }
+
+  static void Scatter(const float* in, int64_t rows, int64_t head_dim, const Floats& x, int64_t at,
+                      int64_t row_stride) {
+    const int64_t ld = Padded(head_dim);
+    for (int64_t r = 0; r < rows; ++r) x.Write(at + r * row_stride, head_dim, in + r * ld);
+  }
+
+  // Row-wise softmax of scores [T][ld] in place over the visible keys (the rest set to 0);
+  // writes each row's log-sum-exp. With `lse_in`, uses those instead: P = exp(S - lse).
+  static void Softmax(const Shape& s, float* __restrict scores, int64_t ld, float* __restrict lse,
+                      const float* __restrict lse_in) {
+    const Vec lanes = Iota(std::make_index_sequence<kLanes>());
+    const Vec minus_infinity = Vec{} - std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < s.queries; ++i) {
+      float* row = scores + i * ld;
+      const int64_t visible = s.Visible(i), chunks_end = Padded(visible);
+      // Lanes of the last chunk past the visible keys count as -inf scores.
+      const float first_of_last = static_cast<float>(chunks_end - kLanes);
+      const Vec last = lanes + first_of_last < static_cast<float>(visible) ? Vec{} : minus_infinity;
+      float shift;
+      if (lse_in != nullptr) {
+        shift = lse_in[i];
+      } else {
+        Vec top = minus_infinity;
+        for (int64_t j = 0; j < chunks_end; j += kLanes) {
+          top = Maximum(top, Load(row + j) + (j + kLanes == chunks_end ? last : Vec{}));
+        }
+        shift = Fold(top, Maximum);
+      }
+      Vec sum{};
+      for (int64_t j = 0; j < chunks_end; j += kLanes) {
+        const Vec x = Load(row + j) + (j + kLanes == chunks_end ? last : Vec{});
+        const Vec p = x == minus_infinity ? Vec{} : Exp(x - shift);
+        Store(row + j, p);
+        sum += p;
+      }
+      std::fill(row + chunks_end, row + ld, 0.f);
+      if (lse_in == nullptr) {
+        const float total = Fold(sum, Plus), inverse = 1.f / total;
+        for (int64_t j = 0; j < chunks_end; j += kLanes) Store(row + j, Load(row + j) * inverse);
+        lse[i] = shift + std::log(total);
+      }
+    }
+  }
+
+  // One (batch, key/value head): its keys and values, and each query head of its group.
+  struct Head {
+    const Shape& s;
+    int64_t b, kh, hp, sp;
+    float scale;
+    float *k, *kt, *v, *vt;
+
+    // The forward pass reads kt and v; the backward pass kt, k and vt.
+    Head(const Shape& shape, const Floats& keys, const Floats& values, int64_t task, bool backward)
+        : s(shape), b(task / shape.kv_heads), kh(task % shape.kv_heads), hp(Padded(shape.head_dim)),
+          sp(Padded(shape.keys)), scale(1.f / std::sqrt(static_cast<float>(shape.head_dim))) {
+      k = Scratch(0, sp, hp), v = Scratch(1, sp, hp), kt = Scratch(2, hp, sp), vt = Scratch(3, hp, sp);
+      const int64_t stride = s.kv_heads * s.head_dim;
+      Gather(keys, s.KV(b, 0, kh), stride, s.keys, s.head_dim, k);
+      Gather(values, s.KV(b, 0, kh), stride, s.keys, s.head_dim, v);
+      std::fill(v + s.keys * hp, v + sp * hp, 0.f);  // padding keys: P is 0 there, and 0 * garbage may not be
+      TransposePadded(k, hp, kt, sp, s.keys, hp);
+      if (backward) TransposePadded(v, hp, vt, sp, s.keys, hp);
+      for (int64_t i = 0; i < hp * sp; ++i) kt[i] *= scale;  // so q kt is the scaled scores
+    }
+
+    Range Causal(Range range) const { return s.causal ? range : Range::kAll; }
+    int64_t QueryHead(int64_t g) const { return kh * s.Groups() + g; }
+    int64_t QueryAt(int64_t g) const { return s.Q(b, 0, QueryHead(g)); }
+    int64_t QueryStride() const { return s.heads * s.head_dim; }
+    int64_t LseAt(int64_t g) const { return (b * s.heads + QueryHead(g)) * s.queries; }
+
+    // The probabilities [T][sp] of query rows q [T][hp].
+    float* Probabilities(const float* q, float* lse, const float* lse_in) const {
+      float* p = Scratch(5, s.queries, sp);
+      Gemm<false>(q, hp, kt, sp, p, sp, s.queries, hp, sp, Range::kAll, s.causal);
+      Softmax(s, p, sp, lse, lse_in);
+      return p;
+    }
+  };
+
+  // dP [T][sp] -> dS = scale * P * (dP - rowsum(dO * O)), in place, over each row's chunks of
+  // visible keys (the causal dP GEMM leaves the others unwritten) and 0 past them.
+  static void ScoreGradients(const Shape& s, const float* __restrict p, const float* __restrict d_out,
+                             const float* __restrict out, int64_t hp, int64_t sp, float scale,
+                             float* __restrict d_scores) {
+    for (int64_t i = 0; i < s.queries; ++i) {
+      Vec products{};
+      for (int64_t d = 0; d < hp; d += kLanes) products += Load(d_out + i * hp + d) * Load(out + i * hp + d);
+      const float delta = Fold(products, Plus);
+      const int64_t chunks_end = Padded(s.Visible(i));
+      float* row = d_scores + i * sp;
+      for (int64_t j = 0; j < chunks_end; j += kLanes) {
+        Store(row + j, Load(p + i * sp + j) * (Load(row + j) - delta) * scale);
+      }
+      std::fill(row + chunks_end, row + sp, 0.f);
+    }
+  }
+
+  static void Forward(const Operands& x, int64_t task) {
+    const Shape& s = x.s;
+    const Head head(s, x.k, x.v, task, false);
+    for (int64_t g = 0; g < s.Groups(); ++g) {
+      float* rows = Scratch(4, s.queries, head.hp);
+      Gather(x.q, head.QueryAt(g), head.QueryStride(), s.queries, s.head_dim, rows);
+      const float* p = head.Probabilities(rows, x.lse + head.LseAt(g), nullptr);
+      float* out = Scratch(6, s.queries, head.hp);
+      Gemm<false>(p, head.sp, head.v, head.hp, out, head.hp, s.queries, s.keys, head.hp,
+                  head.Causal(Range::kUpToRow));
+      Scatter(out, s.queries, s.head_dim, x.o, head.QueryAt(g), head.QueryStride());
+    }
+  }
+
+  // dS = P * (dP - rowsum(dO * O)); dq = scale dS k; dk += scale dS^T q; dv += P^T dO.
+  static void Backward(const Operands& x, int64_t task) {
+    const Shape& s = x.s;
+    const Head head(s, x.k, x.v, task, true);
+    const int64_t t = s.queries, hp = head.hp, sp = head.sp;
+    float* grad_k = Zeroed(7, sp, hp);
+    float* grad_v = Zeroed(8, sp, hp);
+    for (int64_t g = 0; g < s.Groups(); ++g) {
+      float* rows_q = Scratch(4, t, hp);
+      float* rows_do = Scratch(6, t, hp);
+      float* rows_o = Scratch(9, t, hp);
+      Gather(x.q, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_q);
+      Gather(x.d_o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_do);
+      Gather(x.o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_o);
+      float* p = head.Probabilities(rows_q, nullptr, x.saved_lse + head.LseAt(g));
+      Gemm<true, true>(p, sp, rows_do, hp, grad_v, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // P^T dO
+      float* d_scores = Scratch(11, t, sp);
+      Gemm<false>(rows_do, hp, head.vt, sp, d_scores, sp, t, hp, sp, Range::kAll, s.causal);  // dP
+      ScoreGradients(s, p, rows_do, rows_o, hp, sp, head.scale, d_scores);
+      float* grad_q = Scratch(12, t, hp);
+      Gemm<false>(d_scores, sp, head.k, hp, grad_q, hp, t, s.keys, hp, head.Causal(Range::kUpToRow));
+      Scatter(grad_q, t, s.head_dim, x.dq, head.QueryAt(g), head.QueryStride());
+      Gemm<true, true>(d_scores, sp, rows_q, hp, grad_k, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // dS^T q
+    }
     const int64_t stride = s.kv_heads * s.head_dim;
-    Gather(keys, s.KV(b, 0, kh), stride, s.keys, s.head_dim, k);
-    Gather(values, s.KV(b, 0, kh), stride, s.keys, s.head_dim, v);
-    std::fill(v + s.keys * hp, v + sp * hp, 0.f);  // padding keys: P is 0 there, and 0 * garbage may not be
-    TransposePadded(k, hp, kt, sp, s.keys, hp);
-    if (backward) TransposePadded(v, hp, vt, sp, s.keys, hp);
-    for (int64_t i = 0; i < hp * sp; ++i) kt[i] *= scale;  // so q kt is the scaled scores
+    Scatter(grad_k, s.keys, s.head_dim, x.dk, s.KV(head.b, 0, head.kh), stride);
+    Scatter(grad_v, s.keys, s.head_dim, x.dv, s.KV(head.b, 0, head.kh), stride);
   }
 
-  Range Causal(Range range) const { return s.causal ? range : Range::kAll; }
-  int64_t QueryHead(int64_t g) const { return kh * s.Groups() + g; }
-  int64_t QueryAt(int64_t g) const { return s.Q(b, 0, QueryHead(g)); }
-  int64_t QueryStride() const { return s.heads * s.head_dim; }
-  int64_t LseAt(int64_t g) const { return (b * s.heads + QueryHead(g)) * s.queries; }
-
-  // The probabilities [T][sp] of query rows q [T][hp].
-  float* Probabilities(const float* q, float* lse, const float* lse_in) const {
-    float* p = Scratch(5, s.queries, sp);
-    Gemm<false>(q, hp, kt, sp, p, sp, s.queries, hp, sp, Range::kAll, s.causal);
-    Softmax(s, p, sp, lse, lse_in);
-    return p;
+  static void Run(const Operands& x, int64_t task, bool backward) {
+    backward ? Backward(x, task) : Forward(x, task);
   }
 };
 
-// dP [T][sp] -> dS = scale * P * (dP - rowsum(dO * O)), in place, over each row's chunks of
-// visible keys (the causal dP GEMM leaves the others unwritten) and 0 past them.
-LAMINA_ISAS void ScoreGradients(const Shape& s, const float* __restrict p, const float* __restrict d_out,
-                                const float* __restrict out, int64_t hp, int64_t sp, float scale,
-                                float* __restrict d_scores) {
-  for (int64_t i = 0; i < s.queries; ++i) {
-    Vec products{};
-    for (int64_t d = 0; d < hp; d += kLanes) products += Load(d_out + i * hp + d) * Load(out + i * hp + d);
-    const float delta = Fold(products, Plus);
-    const int64_t chunks_end = Padded(s.Visible(i));
-    float* row = d_scores + i * sp;
-    for (int64_t j = 0; j < chunks_end; j += kLanes) {
-      Store(row + j, Load(p + i * sp + j) * (Load(row + j) - delta) * scale);
-    }
-    std::fill(row + chunks_end, row + sp, 0.f);
-  }
+// One task of a call in each build's ISA; every function of the kernel is inlined into these.
+LAMINA_TARGET_AVX512 void RunAvx512(const Operands& x, int64_t task, bool backward) {
+  Kernel<Avx512>::Run(x, task, backward);
+}
+LAMINA_TARGET_AVX2 void RunAvx2(const Operands& x, int64_t task, bool backward) {
+  Kernel<Avx2>::Run(x, task, backward);
+}
+LAMINA_TARGET_BASELINE void RunBaseline(const Operands& x, int64_t task, bool backward) {
+  Kernel<Baseline>::Run(x, task, backward);
 }
 
-void Forward(const Shape& s, const Floats& q, const Floats& k, const Floats& v, const Floats& o, float* lse,
-             int64_t task) {
-  const Head head(s, k, v, task, false);
-  for (int64_t g = 0; g < s.Groups(); ++g) {
-    float* rows = Scratch(4, s.queries, head.hp);
-    Gather(q, head.QueryAt(g), head.QueryStride(), s.queries, s.head_dim, rows);
-    const float* p = head.Probabilities(rows, lse + head.LseAt(g), nullptr);
-    float* out = Scratch(6, s.queries, head.hp);
-    Gemm<false>(p, head.sp, head.v, head.hp, out, head.hp, s.queries, s.keys, head.hp, head.Causal(Range::kUpToRow));
-    Scatter(out, s.queries, s.head_dim, o, head.QueryAt(g), head.QueryStride());
-  }
-}
-
-// dS = P * (dP - rowsum(dO * O)); dq = scale dS k; dk += scale dS^T q; dv += P^T dO.
-void Backward(const Shape& s, const Floats& q, const Floats& k, const Floats& v, const Floats& o, const float* lse,
-              const Floats& d_o, const Floats& dq, const Floats& dk, const Floats& dv, int64_t task) {
-  const Head head(s, k, v, task, true);
-  const int64_t t = s.queries, hp = head.hp, sp = head.sp;
-  float* grad_k = Zeroed(7, sp, hp);
-  float* grad_v = Zeroed(8, sp, hp);
-  for (int64_t g = 0; g < s.Groups(); ++g) {
-    float* rows_q = Scratch(4, t, hp);
-    float* rows_do = Scratch(6, t, hp);
-    float* rows_o = Scratch(9, t, hp);
-    Gather(q, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_q);
-    Gather(d_o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_do);
-    Gather(o, head.QueryAt(g), head.QueryStride(), t, s.head_dim, rows_o);
-    float* p = head.Probabilities(rows_q, nullptr, lse + head.LseAt(g));
-    Gemm<true, true>(p, sp, rows_do, hp, grad_v, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // P^T dO
-    float* d_scores = Scratch(11, t, sp);
-    Gemm<false>(rows_do, hp, head.vt, sp, d_scores, sp, t, hp, sp, Range::kAll, s.causal);  // dP
-    ScoreGradients(s, p, rows_do, rows_o, hp, sp, head.scale, d_scores);
-    float* grad_q = Scratch(12, t, hp);
-    Gemm<false>(d_scores, sp, head.k, hp, grad_q, hp, t, s.keys, hp, head.Causal(Range::kUpToRow));
-    Scatter(grad_q, t, s.head_dim, dq, head.QueryAt(g), head.QueryStride());
-    Gemm<true, true>(d_scores, sp, rows_q, hp, grad_k, hp, s.keys, t, hp, head.Causal(Range::kFromRow));  // dS^T q
-  }
-  const int64_t stride = s.kv_heads * s.head_dim;
-  Scatter(grad_k, s.keys, s.head_dim, dk, s.KV(head.b, 0, head.kh), stride);
-  Scatter(grad_v, s.keys, s.head_dim, dv, s.KV(head.b, 0, head.kh), stride);
+// Every (batch, key/value head) of a call, on XLA's pool, in the best build this CPU runs.
+void RunAll(ffi::ThreadPool& pool, const Operands& x, bool backward) {
+  const auto run = lamina::BestBuild(RunAvx512, RunAvx2, RunBaseline);
+  ParallelFor(pool, x.s.batch * x.s.kv_heads, [&](int64_t task) { run(x, task, backward); });
 }
 
 ffi::Error Check(const ffi::AnyBuffer& q, const ffi::AnyBuffer& k, const ffi::AnyBuffer& v, Shape& shape,
@@ -384,11 +443,10 @@ ffi::Error Check(const ffi::AnyBuffer& q, const ffi::AnyBuffer& k, const ffi::An
 
 ffi::Error AttentionForward(ffi::ThreadPool pool, ffi::AnyBuffer q, ffi::AnyBuffer k, ffi::AnyBuffer v,
                             ffi::Result<ffi::AnyBuffer> o, ffi::Result<ffi::Buffer<ffi::F32>> lse, bool causal) {
-  Shape s;
-  if (auto error = Check(q, k, v, s, causal); error.failure()) return error;
-  const Floats fq = Of(q), fk = Of(k), fv = Of(v), fo = Of(*o);
-  float* log_sum_exp = lse->typed_data();
-  ParallelFor(pool, s.batch * s.kv_heads, [&](int64_t task) { Forward(s, fq, fk, fv, fo, log_sum_exp, task); });
+  Operands x{};
+  if (auto error = Check(q, k, v, x.s, causal); error.failure()) return error;
+  x.q = Of(q), x.k = Of(k), x.v = Of(v), x.o = Of(*o), x.lse = lse->typed_data();
+  RunAll(pool, x, false);
   return ffi::Error::Success();
 }
 
@@ -396,13 +454,11 @@ ffi::Error AttentionBackward(ffi::ThreadPool pool, ffi::AnyBuffer q, ffi::AnyBuf
                              ffi::AnyBuffer o, ffi::Buffer<ffi::F32> lse, ffi::AnyBuffer d_o,
                              ffi::Result<ffi::AnyBuffer> dq, ffi::Result<ffi::AnyBuffer> dk,
                              ffi::Result<ffi::AnyBuffer> dv, bool causal) {
-  Shape s;
-  if (auto error = Check(q, k, v, s, causal); error.failure()) return error;
-  const Floats fq = Of(q), fk = Of(k), fv = Of(v), fo = Of(o), fdo = Of(d_o), fdq = Of(*dq), fdk = Of(*dk),
-               fdv = Of(*dv);
-  const float* log_sum_exp = lse.typed_data();
-  ParallelFor(pool, s.batch * s.kv_heads,
-              [&](int64_t task) { Backward(s, fq, fk, fv, fo, log_sum_exp, fdo, fdq, fdk, fdv, task); });
+  Operands x{};
+  if (auto error = Check(q, k, v, x.s, causal); error.failure()) return error;
+  x.q = Of(q), x.k = Of(k), x.v = Of(v), x.o = Of(o), x.d_o = Of(d_o);
+  x.dq = Of(*dq), x.dk = Of(*dk), x.dv = Of(*dv), x.saved_lse = lse.typed_data();
+  RunAll(pool, x, true);
   return ffi::Error::Success();
 }
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from models import ffi_build
 
-__all__ = ['attention', 'ffi_flops', 'unavailable_reason', 'why_not']
+__all__ = ['attention', 'ffi_flops', 'isa', 'unavailable_reason', 'why_not']
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_attention.cc')
 _FORWARD, _BACKWARD = 'lamina_attention_forward', 'lamina_attention_backward'
@@ -33,6 +33,11 @@ def unavailable_reason() -> str | None:
   """None once the kernels are built and registered with XLA; else why they cannot be."""
   handlers = {_FORWARD: 'LaminaAttentionForward', _BACKWARD: 'LaminaAttentionBackward'}
   return ffi_build.register(handlers, lambda: ffi_build.load(_SOURCE))
+
+
+def isa() -> str:
+  """The build of the kernels (one of ffi_build.ISAS) that runs on this CPU."""
+  return ffi_build.isa(ffi_build.load(_SOURCE))
 
 
 def why_not(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> str | None:

@@ -15,7 +15,7 @@ import jax
 
 from models import ffi_build
 
-__all__ = ['transpose', 'unavailable_reason', 'why_not']
+__all__ = ['isa', 'transpose', 'unavailable_reason', 'why_not']
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_transpose.cc')
 _TARGET = 'lamina_transpose_2d'
@@ -25,6 +25,11 @@ _TARGET = 'lamina_transpose_2d'
 def unavailable_reason() -> str | None:
   """None once the kernel is built and registered with XLA; else why it cannot be."""
   return ffi_build.register({_TARGET: 'LaminaTranspose2D'}, lambda: ffi_build.load(_SOURCE))
+
+
+def isa() -> str:
+  """The build of the kernel (one of ffi_build.ISAS) that runs on this CPU."""
+  return ffi_build.isa(ffi_build.load(_SOURCE))
 
 
 def why_not(x: jax.Array) -> str | None:

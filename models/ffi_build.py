@@ -4,6 +4,10 @@ The cache key is the source text and that of the headers it includes from its ow
 the compile command and the jaxlib version (its FFI headers), so an edit or an upgrade
 rebuilds. The library is written under a temporary name and renamed into place: an
 interrupted build never leaves a file that looks built.
+
+Kernels built on models/ffi_vector.h hold an AVX-512, an AVX2 (with FMA) and a baseline build
+and run the best one the CPU has; $LAMINA_MAX_CPU_ISA (one of ISAS) caps the choice, as
+oneDNN's ONEDNN_MAX_CPU_ISA does, so that one machine can test every build it can run.
 """
 
 import ctypes
@@ -19,7 +23,10 @@ from collections.abc import Callable, Sequence
 import jax
 import jaxlib
 
-__all__ = ['BuildError', 'cache_dir', 'load', 'placement_reason', 'register']
+__all__ = ['ISAS', 'MAX_ISA_VARIABLE', 'BuildError', 'cache_dir', 'isa', 'load', 'placement_reason', 'register']
+
+ISAS = ('baseline', 'avx2', 'avx512')  # models/ffi_vector.h's lamina::Isa, in order
+MAX_ISA_VARIABLE = 'LAMINA_MAX_CPU_ISA'
 
 
 class BuildError(RuntimeError):
@@ -53,9 +60,14 @@ def load(source: str, *, include_dirs: Sequence[str] = (), library_dirs: Sequenc
 
 def register(targets: dict[str, str], library: Callable[[], ctypes.CDLL]) -> str | None:
   """Registers the handlers of `library()` (built on first use) with XLA on CPU, FFI target name
-  -> symbol. Returns None once they are registered, else why they cannot be, in a few words."""
+  -> symbol. Returns None once they are registered, else why they cannot be, in a few words.
+  A $LAMINA_MAX_CPU_ISA that names no build is a one-line ValueError."""
   if platform.system() != 'Linux':
     return f'built for Linux only, not {platform.system()}'
+  cap = os.environ.get(MAX_ISA_VARIABLE)
+  if cap is not None and cap not in ISAS:
+    raise ValueError(f'{MAX_ISA_VARIABLE}={cap!r} names no build of the CPU kernels; use one of {list(ISAS)} '
+                     'or unset it')
   try:
     handlers = library()
   except (BuildError, OSError) as e:
@@ -63,6 +75,11 @@ def register(targets: dict[str, str], library: Callable[[], ctypes.CDLL]) -> str
   for target, symbol in targets.items():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(handlers, symbol)), platform='cpu')
   return None
+
+
+def isa(library: ctypes.CDLL) -> str:
+  """The build (one of ISAS) that a kernel library built on models/ffi_vector.h runs on this CPU."""
+  return ISAS[library.LaminaBestIsa()]
 
 
 def placement_reason() -> str | None:
