@@ -138,7 +138,7 @@ struct Kernel {
     return reinterpret_cast<Vec>(reinterpret_cast<Ints>(p) + (__builtin_convertvector(n, Ints) << 23));
   }
 
-  // v op (v with lanes `half` apart swapped), lane by lane.
+  // v op (v with lanes kHalf apart swapped), lane by lane.
   template <int kHalf, typename Op, std::size_t... J>
   static Vec Halve(Vec v, Op op, std::index_sequence<J...>) {
     return op(v, __builtin_shufflevector(v, v, static_cast<int>(J ^ kHalf)...));
