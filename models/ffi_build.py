@@ -11,6 +11,7 @@ oneDNN's ONEDNN_MAX_CPU_ISA does, so that one machine can test every build it ca
 """
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jaxlib
 
-__all__ = ['ISAS', 'MAX_ISA_VARIABLE', 'BuildError', 'cache_dir', 'isa', 'load', 'placement_reason', 'register']
+__all__ = ['ISAS', 'MAX_ISA_VARIABLE', 'BuildError', 'cache_dir', 'cpu_flags', 'isa', 'load', 'placement_reason', 'register']
 
 ISAS = ('baseline', 'avx2', 'avx512')  # models/ffi_vector.h's lamina::Isa, in order
 MAX_ISA_VARIABLE = 'LAMINA_MAX_CPU_ISA'
@@ -75,6 +76,16 @@ def register(targets: dict[str, str], library: Callable[[], ctypes.CDLL]) -> str
   for target, symbol in targets.items():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(handlers, symbol)), platform='cpu')
   return None
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+  """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      return frozenset(next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), []))
+  except OSError:
+    return frozenset()
 
 
 def isa(library: ctypes.CDLL) -> str:

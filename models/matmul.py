@@ -58,7 +58,7 @@ def _custom_einsum_bwd(spec, residuals, cotangent):
   inputs, out = spec.split('->')
   x_spec, w_spec = inputs.split(',')
   cotangent = cotangent.astype(x.dtype)
-  dx = jnp.einsum(f'{out},{w_spec}->{x_spec}', cotangent, w, preferred_element_type=accumulation_dtype(w.dtype))
+  dx = jnp.einsum(f'{out},{w_spec}->{x_spec}', cotangent, w, preferred_element_type=accumulation_dtype(x.dtype))
   dw = _weight_gradient(x, x_spec, cotangent, out, w_spec)
   return dx.astype(x.dtype), dw.astype(w.dtype)
 

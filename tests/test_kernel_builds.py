@@ -47,8 +47,7 @@ print(json.dumps({'builds': [cpu_attention.isa(), cpu_transpose.isa()], 'errors'
 
 def _runnable_isas() -> list[str]:
   """The builds this CPU can run, from its flags, best last."""
-  with open('/proc/cpuinfo') as f:
-    flags = set(next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), []))
+  flags = ffi_build.cpu_flags()
   runnable = ['baseline']
   if platform.machine() == 'x86_64' and {'avx2', 'fma'} <= flags:
     runnable.append('avx2')
@@ -57,11 +56,9 @@ def _runnable_isas() -> list[str]:
   return runnable
 
 
-def _run_checks(cap: str | None) -> dict:
-  env = {k: v for k, v in os.environ.items() if k != ffi_build.MAX_ISA_VARIABLE}
-  if cap is not None:
-    env[ffi_build.MAX_ISA_VARIABLE] = cap
-  result = subprocess.run([sys.executable, '-c', _CHECKS], cwd=_REPO, env={**env, 'JAX_PLATFORMS': 'cpu'},
+def _run_checks(cap: str) -> dict:
+  env = {**os.environ, ffi_build.MAX_ISA_VARIABLE: cap, 'JAX_PLATFORMS': 'cpu'}
+  result = subprocess.run([sys.executable, '-c', _CHECKS], cwd=_REPO, env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   return json.loads(result.stdout.strip().splitlines()[-1])

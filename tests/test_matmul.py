@@ -7,6 +7,7 @@ import pytest
 from flax import linen as nn
 
 from models import layers, matmul
+from tests.ffi_kernels import ffi_targets
 
 
 @pytest.mark.parametrize('dimension_numbers,lhs_shape,rhs_shape', [
@@ -45,6 +46,21 @@ def test_bfloat16_gradients_are_the_float32_gradients_of_rounded_operands(spec, 
     assert g.dtype == jnp.float32
     # The cotangent is rounded to bf16 too: agreement to bf16 precision.
     np.testing.assert_allclose(g, r, rtol=2e-2, atol=2e-2 * float(jnp.abs(r).max()))
+
+
+@pytest.mark.parametrize('spec,x_shape,w_shape', [
+    ('bte,ekgh->btkgh', (2, 6, 8), (8, 2, 3, 4)),
+    ('btnh,nhe->bte', (2, 6, 3, 4), (3, 4, 8)),
+])
+def test_float32_gradients_on_cpu_lay_the_activation_out_and_equal_jaxs(spec, x_shape, w_shape):
+  keys = jax.random.split(jax.random.PRNGKey(2))
+  x, w = jax.random.normal(keys[0], x_shape), jax.random.normal(keys[1], w_shape)
+  ours = lambda x, w: jnp.sum(jnp.tanh(matmul.einsum(spec, x, w, jnp.float32)))
+  got = jax.grad(ours, (0, 1))(x, w)
+  want = jax.grad(lambda x, w: jnp.sum(jnp.tanh(jnp.einsum(spec, x, w))), (0, 1))(x, w)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * float(jnp.abs(r).max()))
+  assert 'lamina_transpose_2d' in ffi_targets(jax.grad(ours, 1), x, w)
 
 
 def test_bfloat16_dense_trains_like_float32():

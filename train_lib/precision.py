@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from models import ffi_build
 from train_lib.errors import ConfigError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
@@ -20,12 +21,7 @@ def fast_bfloat16() -> bool:
   """
   if jax.default_backend() != 'cpu':
     return True
-  try:
-    with open('/proc/cpuinfo') as f:
-      flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
-  except OSError:
-    return False
-  return 'avx512_bf16' in flags or 'amx_bf16' in flags
+  return bool({'avx512_bf16', 'amx_bf16'} & ffi_build.cpu_flags())
 
 
 def resolve(name: str) -> str:
