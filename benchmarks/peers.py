@@ -32,7 +32,9 @@ which the mirrors share) x steps/s over the machine's f32 and bf16 matmul ceilin
 (benchmarks/ceilings.py). Every measurement is its own child process, one at a time:
 the ceilings, then per model lamina and torch back to back. A VM's speed drifts by 10-30%
 within minutes, so `--repeats=N` alternates the two sides N times and pairs each lamina
-run with the torch run after it.
+run with the torch run after it. The bound column is the ratio lamina would reach at 100% MFU
+of its own dtype's ceiling (the best matmul measured here) over torch's measured rate:
+the most any implementation whose matmuls run no faster than that ceiling could show.
 
 On a machine that other processes share, torch's OpenMP threads spin-wait for each other
 and can run tens of times slower (a 2-core VM with one busy core: 40x); the header shows
@@ -274,6 +276,8 @@ def _row(row: str, laminas: list[dict], torches: list[dict], ceilings: dict) -> 
       result[f'{side}_{key}'] = runs[0][key]  # the same seeded run each time
   result['ratios'] = [l['steps_per_sec'] / t['steps_per_sec'] for l, t in zip(laminas, torches)]
   result['ratio'] = float(np.median(result['ratios']))
+  # lamina at 100% MFU of its own dtype's ceiling over torch's rate: the headroom the measured ceiling leaves.
+  result['ratio_bound'] = 1 / result[f'torch_mfu_{lamina["dtype"]}']
   return result
 
 
@@ -291,6 +295,7 @@ def _table(rows: list[dict]) -> str:
       'torch': lambda r: f'{r["torch_rate"]:,.0f}',
       'lamina/torch': lambda r: f'{r["ratio"]:.2f}' + (
           f' ({min(r["ratios"]):.2f}-{max(r["ratios"]):.2f})' if len(r['ratios']) > 1 else ''),
+      'bound': lambda r: f'{r["ratio_bound"]:.2f}',
       'MFU f32 l/t': lambda r: _pair(r, 'mfu_float32', '{:.1%}'),
       'MFU bf16 l/t': lambda r: _pair(r, 'mfu_bfloat16', '{:.1%}'),
       'train loss l/t': lambda r: _pair(r, 'train_loss', '{:.4f}'),
@@ -310,6 +315,8 @@ def _header(machine: dict, rows: list[dict]) -> str:
                  f'GFLOP/s (jax {c["jax"] / 1e9:,.0f}, torch {c["torch"] / 1e9:,.0f})')
   plans = ', '.join(f'{r["model"]} {r["warmup"]} + {r["steps"]}' for r in rows[::len(FLAGS.torch_dtype)])
   lines.append(f'Steps (warm-up + timed): {plans}. Rates in tokens/s for the GPTs, examples/s otherwise.')
+  lines.append("bound: the ratio lamina would reach at 100% MFU of its dtype's ceiling, the most this machine's "
+               'measured matmul rate allows.')
   if FLAGS.repeats > 1:
     lines.append(f'Each row measured {FLAGS.repeats} times, lamina and torch alternating: median rates; the ratio '
                  'is the median of the paired ratios (their range in brackets).')

@@ -115,7 +115,7 @@ def test_benchmark_runs_end_to_end(tmp_path):
   [row] = json.loads(out.read_text())['rows']
   assert row['model'] == 'gpt' and row['unit'] == 'tokens/s'
   assert row['lamina_params'] == row['torch_params'] > 0
-  assert row['lamina_rate'] > 0 and row['torch_rate'] > 0 and row['flops_per_step'] > 0
+  assert row['lamina_rate'] > 0 and row['torch_rate'] > 0 and row['flops_per_step'] > 0 and row['ratio_bound'] > 0
   # Tiny GPT: 2 steps per device call, so a warm-up of 1 step rounds up to one call, and 2 timed steps to one more.
   assert (row['warmup'], row['steps']) == (2, 2)
   assert np.isfinite([row[f'{side}_{key}'] for side in ('lamina', 'torch')
@@ -137,7 +137,22 @@ def test_repeated_runs_pair_each_lamina_run_with_the_next_torch_run():
   assert (row['lamina_steps_per_sec'], row['torch_steps_per_sec']) == (12.0, 10.0)
   assert (row['lamina_rate'], row['torch_rate']) == (48.0, 40.0)
   assert row['lamina_mfu_float32'] == pytest.approx(1.2)
+  assert row['ratio_bound'] == pytest.approx(1.0)  # torch already at the 1e9 ceiling: no room above 1x
   assert (row['lamina_train_loss'], row['torch_train_loss']) == (1.0, 2.0)
+
+
+def test_the_bound_is_the_ratio_at_lamina_dtypes_ceiling():
+  def run(dtype, steps_per_sec):
+    return {'params': 7, 'dtype': dtype, 'examples_per_step': 4, 'tokens_per_example': None, 'warmup': 1,
+            'steps': 2, 'flops_per_step': 1e8, 'steps_per_sec': steps_per_sec, 'train_loss': 1.0,
+            'eval_loss': 1.0, 'eval_accuracy': 0.5}
+
+  ceilings = {'ceilings': {'float32': {'ceiling': 4e9}, 'bfloat16': {'ceiling': 8e9}}}
+  # torch at 2 steps/s runs 2e8 FLOP/s: 5% of the f32 ceiling, 2.5% of the bf16 one.
+  f32 = peers._row('gpt', [run('float32', 10.0)], [run('float32', 2.0)], ceilings)
+  bf16 = peers._row('gpt', [run('bfloat16', 10.0)], [run('float32', 2.0)], ceilings)
+  assert (f32['ratio_bound'], bf16['ratio_bound']) == (pytest.approx(20.0), pytest.approx(40.0))
+  assert '20.00' in peers._table([f32])
 
 
 def test_missing_torch_says_how_to_install(monkeypatch):
