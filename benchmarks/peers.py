@@ -276,8 +276,11 @@ def _row(row: str, laminas: list[dict], torches: list[dict], ceilings: dict) -> 
       result[f'{side}_{key}'] = runs[0][key]  # the same seeded run each time
   result['ratios'] = [l['steps_per_sec'] / t['steps_per_sec'] for l, t in zip(laminas, torches)]
   result['ratio'] = float(np.median(result['ratios']))
-  # lamina at 100% MFU of its own dtype's ceiling over torch's rate: the headroom the measured ceiling leaves.
-  result['ratio_bound'] = 1 / result[f'torch_mfu_{lamina["dtype"]}']
+  # lamina at 100% MFU of its own dtype's ceiling over torch's rate: the headroom the measured ceiling leaves
+  # (None for a dtype with no ceiling measured, e.g. float16).
+  ceiling = ceilings['ceilings'].get(lamina['dtype'])
+  result['ratio_bound'] = (None if ceiling is None
+                          else ceiling['ceiling'] / (result['torch_steps_per_sec'] * lamina['flops_per_step']))
   return result
 
 
@@ -295,7 +298,7 @@ def _table(rows: list[dict]) -> str:
       'torch': lambda r: f'{r["torch_rate"]:,.0f}',
       'lamina/torch': lambda r: f'{r["ratio"]:.2f}' + (
           f' ({min(r["ratios"]):.2f}-{max(r["ratios"]):.2f})' if len(r['ratios']) > 1 else ''),
-      'bound': lambda r: f'{r["ratio_bound"]:.2f}',
+      'bound': lambda r: '-' if r['ratio_bound'] is None else f'{r["ratio_bound"]:.2f}',
       'MFU f32 l/t': lambda r: _pair(r, 'mfu_float32', '{:.1%}'),
       'MFU bf16 l/t': lambda r: _pair(r, 'mfu_bfloat16', '{:.1%}'),
       'train loss l/t': lambda r: _pair(r, 'train_loss', '{:.4f}'),

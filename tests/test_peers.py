@@ -124,14 +124,16 @@ def test_benchmark_runs_end_to_end(tmp_path):
   assert 'lamina/torch' in result.stdout and 'Machine:' in result.stdout
 
 
-def test_repeated_runs_pair_each_lamina_run_with_the_next_torch_run():
-  def run(steps_per_sec, loss):
-    return {'params': 7, 'dtype': 'float32', 'examples_per_step': 4, 'tokens_per_example': None, 'warmup': 1,
-            'steps': 2, 'flops_per_step': 1e8, 'steps_per_sec': steps_per_sec, 'train_loss': loss,
-            'eval_loss': loss, 'eval_accuracy': 0.5}
+def _measured(steps_per_sec: float, loss: float = 1.0, dtype: str = 'float32') -> dict:
+  """One side's measurement as peers' child processes report it: 1e8 FLOPs a step."""
+  return {'params': 7, 'dtype': dtype, 'examples_per_step': 4, 'tokens_per_example': None, 'warmup': 1,
+          'steps': 2, 'flops_per_step': 1e8, 'steps_per_sec': steps_per_sec, 'train_loss': loss,
+          'eval_loss': loss, 'eval_accuracy': 0.5}
 
-  laminas = [run(10.0, 1.0), run(12.0, 1.0), run(30.0, 1.0)]
-  torches = [run(5.0, 2.0), run(12.0, 2.0), run(10.0, 2.0)]
+
+def test_repeated_runs_pair_each_lamina_run_with_the_next_torch_run():
+  laminas = [_measured(10.0, 1.0), _measured(12.0, 1.0), _measured(30.0, 1.0)]
+  torches = [_measured(5.0, 2.0), _measured(12.0, 2.0), _measured(10.0, 2.0)]
   row = peers._row('digits_cnn', laminas, torches, {'ceilings': {'float32': {'ceiling': 1e9}}})
   assert row['ratios'] == [2.0, 1.0, 3.0] and row['ratio'] == 2.0  # not 12 / 10: each pair is back to back
   assert (row['lamina_steps_per_sec'], row['torch_steps_per_sec']) == (12.0, 10.0)
@@ -142,17 +144,16 @@ def test_repeated_runs_pair_each_lamina_run_with_the_next_torch_run():
 
 
 def test_the_bound_is_the_ratio_at_lamina_dtypes_ceiling():
-  def run(dtype, steps_per_sec):
-    return {'params': 7, 'dtype': dtype, 'examples_per_step': 4, 'tokens_per_example': None, 'warmup': 1,
-            'steps': 2, 'flops_per_step': 1e8, 'steps_per_sec': steps_per_sec, 'train_loss': 1.0,
-            'eval_loss': 1.0, 'eval_accuracy': 0.5}
-
   ceilings = {'ceilings': {'float32': {'ceiling': 4e9}, 'bfloat16': {'ceiling': 8e9}}}
   # torch at 2 steps/s runs 2e8 FLOP/s: 5% of the f32 ceiling, 2.5% of the bf16 one.
-  f32 = peers._row('gpt', [run('float32', 10.0)], [run('float32', 2.0)], ceilings)
-  bf16 = peers._row('gpt', [run('bfloat16', 10.0)], [run('float32', 2.0)], ceilings)
+  f32 = peers._row('gpt', [_measured(10.0)], [_measured(2.0)], ceilings)
+  bf16 = peers._row('gpt', [_measured(10.0, dtype='bfloat16')], [_measured(2.0)], ceilings)
   assert (f32['ratio_bound'], bf16['ratio_bound']) == (pytest.approx(20.0), pytest.approx(40.0))
   assert '20.00' in peers._table([f32])
+  f16 = peers._row('gpt', [_measured(10.0, dtype='float16')], [_measured(2.0)], ceilings)  # no float16 ceiling measured
+  assert f16['ratio_bound'] is None and f16['ratio'] == 5.0
+  header, line = peers._table([f16]).splitlines()
+  assert line[header.index('bound'):].split()[0] == '-'
 
 
 def test_missing_torch_says_how_to_install(monkeypatch):
