@@ -61,8 +61,8 @@ from absl import app, flags
 from flax import linen as nn
 
 import input_pipeline
+import kernels
 from benchmarks import machine
-from models import cpu_attention, onednn_conv
 from train_lib import allocator, compilation_cache, precision, state_init, tasks, train_and_evaluate
 from train_lib.metric_writer import read_metrics
 from train_lib.trainer import resolve_total_steps
@@ -220,18 +220,7 @@ def _measure_ceilings() -> dict:
                       f'torch {torch.__version__} ({torch.get_num_threads()} threads, '
                       f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}); '
                       f'malloc: {"tcmalloc" if allocator.in_use() else "system"}, both sides; '
-                      f'lamina conv_impl=auto convolutions: {_conv_library()}; '
-                      f'CPU attention and transpose kernels: {_kernel_build()}')}
-
-
-def _conv_library() -> str:
-  why_not = onednn_conv.unavailable_reason()
-  return f'XLA ({why_not})' if why_not else 'oneDNN (torch runs oneDNN too)'
-
-
-def _kernel_build() -> str:
-  why_not = cpu_attention.unavailable_reason()
-  return f'not built ({why_not})' if why_not else f'{cpu_attention.isa()} build'
+                      f'lamina kernels=auto: {kernels.describe()}')}
 
 
 def _measure(what: str) -> dict:

@@ -6,8 +6,8 @@ Args: epochs=N (default 12), compute_dtype=auto|float32|bfloat16, tiny=True. Tar
 test accuracy (anchors: a 2-layer CNN 91.6%, ResNet-18 94.9%), in bf16 as in f32. The stem
 pools 28x28 to 14x14 before the residual stages because XLA:CPU's convolution weight-gradients
 are slow at full resolution with few channels; see the closing note of the foundation issue
-for timings. Convolutions run through oneDNN where it can (conv_impl=auto: one CPU device;
-models/onednn_conv.py), in bf16 where the CPU multiplies it fast (compute_dtype=auto: AMX or
+for timings. Convolutions run through oneDNN where it can (kernels=auto: one CPU device;
+kernels/onednn_conv.py), in bf16 where the CPU multiplies it fast (compute_dtype=auto: AMX or
 AVX-512 BF16), else in f32.
 """
 
@@ -23,8 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.pp_train = 'value_range(0, 1)|random_crop(pad=2)|random_flip_lr'
   config.data.pp_eval = 'value_range(0, 1)'
   config.model = ml_collections.ConfigDict({
-      'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic',
-      'conv_impl': 'auto'})
+      'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic'})
   config.batch_size = 128
   # 10 steps a device call: 2,100 -> 2,350 examples/s on a 2-core EPYC (bf16), dispatch and
   # the per-call host work paid once per 10 steps.

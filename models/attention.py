@@ -1,9 +1,7 @@
 """Multi-head attention with grouped-query heads, rotary positions and a KV cache.
 
-The attention itself is one of `models.attention_core`'s implementations:
-`jax.nn.dot_product_attention` (cuDNN's fused kernel on GPUs), einsums with a
-hand-written backward pass (the CPU default), or a plain reference; tests check
-they agree.
+The attention itself, softmax(q k^T / sqrt(H)) v, is `kernels.attention`: plain
+`jax.nn.dot_product_attention`, or a fast path the run's `config.kernels` allows.
 
 Positions drive masking: a key is visible to a query when its position is >= 0
 and, for causal attention, <= the query's. Left-padded prompts use negative
@@ -19,9 +17,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype, Initializer
 
-from models import attention_core, layers, matmul
-
-IMPLEMENTATIONS = attention_core.IMPLEMENTATIONS
+import kernels
 
 
 def rotary(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
@@ -57,7 +53,6 @@ class MultiHeadAttention(nn.Module):
   causal: bool = True
   use_rotary: bool = False
   use_bias: bool = False
-  implementation: str = 'auto'
   decode: bool = False
   kernel_init: Initializer = nn.initializers.normal(0.02)
   out_init: Initializer = nn.initializers.normal(0.02)
@@ -65,7 +60,6 @@ class MultiHeadAttention(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   def __post_init__(self) -> None:
-    layers.check_choice('attention implementation', self.implementation, IMPLEMENTATIONS)
     kv_heads = self.num_kv_heads or self.num_heads
     if self.num_heads % kv_heads:
       raise ValueError(f'num_heads={self.num_heads} must be a multiple of num_kv_heads={kv_heads}')
@@ -95,7 +89,7 @@ class MultiHeadAttention(nn.Module):
     groups = self.num_heads // kv_heads
     kernel, bias = self._weights('qkv', (x.shape[-1], kv_heads, groups + 2, self.head_dim),
                                  ('embed', 'heads', None, 'kv'), 3, self.kernel_init)
-    y = matmul.einsum('bte,ekgh->btkgh', x, kernel, self.dtype) + bias
+    y = kernels.einsum('bte,ekgh->btkgh', x, kernel, self.dtype) + bias
     y = nn.with_logical_constraint(y, ('batch', 'length', 'heads', None, 'kv'))
     q = y[:, :, :, :groups].reshape(b, t, self.num_heads, self.head_dim)
     return tuple(z.astype(self.dtype) for z in (q, y[:, :, :, groups], y[:, :, :, groups + 1]))
@@ -115,10 +109,10 @@ class MultiHeadAttention(nn.Module):
       k, v, key_positions = self._cached(k, v, positions)
     # Plain causal training needs no mask array: the kernels build it themselves.
     mask = None if default_positions and not self.decode else visibility(positions, key_positions, self.causal)
-    out = attention_core.attend(q, k, v, mask, self.causal, self.implementation)
+    out = kernels.attention(q, k, v, mask, self.causal)
     kernel, bias = self._weights('out', (self.num_heads, self.head_dim, x.shape[-1]), ('heads', 'kv', 'embed'), 1,
                                  self.out_init)
-    out = matmul.einsum('btnh,nhe->bte', out, kernel, self.dtype) + bias
+    out = kernels.einsum('btnh,nhe->bte', out, kernel, self.dtype) + bias
     return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
 
   def _cached(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

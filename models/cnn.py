@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype
 
-from models import layers, onednn_conv
+from models import layers
 
 
 class CNN(nn.Module):
@@ -19,7 +19,6 @@ class CNN(nn.Module):
   (square kernels); `padding` is 'SAME', 'VALID' or an int of zeros on each side.
   `pool` ('max' | 'avg' | None) halves every spatial axis after each conv.
   Dropout (rate `dropout`) follows the flatten and every hidden dense layer.
-  `conv_impl` picks XLA's or oneDNN's convolutions (models/onednn_conv.py).
 
   Defaults are the small MNIST/digits CNN; the MNIST-1D paper's is registered as
   'mnist1d_cnn'.
@@ -33,7 +32,6 @@ class CNN(nn.Module):
   pool: str | None = 'max'
   hidden: Sequence[int] = (128,)
   dropout: float = 0.0
-  conv_impl: str = 'xla'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -43,7 +41,6 @@ class CNN(nn.Module):
       layers.check_choice('pool', self.pool, layers.POOLS)
     layers.ntuple(self.kernel_size, len(self.features), 'kernel_size')
     layers.ntuple(self.strides, len(self.features), 'strides')
-    onednn_conv.resolve(self.conv_impl)
     super().__post_init__()
 
   @nn.compact
@@ -55,7 +52,7 @@ class CNN(nn.Module):
     strides = layers.ntuple(self.strides, len(self.features), 'strides')
     for i, (width, k, s) in enumerate(zip(self.features, kernels, strides)):
       x = layers.conv(width, (k,) * spatial, strides=s, padding=self.padding, dtype=self.dtype,
-                      param_dtype=self.param_dtype, impl=self.conv_impl, name=f'conv_{i}')(x)
+                      param_dtype=self.param_dtype, name=f'conv_{i}')(x)
       x = nn.relu(x)
       if self.pool is not None:
         x = layers.pool(x, self.pool, window=(2,) * spatial, strides=(2,) * spatial)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype, Initializer, PaddingLike
 
-from models import matmul, onednn_conv
+import kernels
 
 Axes = tuple[str | None, ...]
 
@@ -91,7 +91,7 @@ def dense(
       param_dtype=param_dtype,
       kernel_init=nn.with_logical_partitioning(kernel_init, axes),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-1:]),
-      dot_general=matmul.dot_general(dtype),
+      dot_general=kernels.dot_general(dtype),
       name=name,
   )
 
@@ -142,11 +142,9 @@ def conv(
     padding: PaddingLike = 'SAME',
     use_bias: bool = True,
     kernel_init: Initializer = nn.initializers.lecun_normal(),
-    impl: str = 'xla',
     name: str | None = None,
 ) -> nn.Conv:
-  """N-d convolution (N = len(kernel_size)); spatial kernel axes are unnamed. `impl`:
-  models.onednn_conv.IMPLEMENTATIONS."""
+  """N-d convolution (N = len(kernel_size)); spatial kernel axes are unnamed."""
   spatial: Axes = (None,) * len(kernel_size)
   return nn.Conv(
       features,
@@ -158,7 +156,7 @@ def conv(
       param_dtype=param_dtype,
       kernel_init=nn.with_logical_partitioning(kernel_init, spatial + ('conv_in', 'conv_out')),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('conv_out',)),
-      conv_general_dilated=onednn_conv.resolve(impl),
+      conv_general_dilated=kernels.conv_general_dilated(),
       name=name,
   )
 
@@ -175,18 +173,16 @@ def batch_norm(
   """BatchNorm with PyTorch's defaults (momentum 0.9, eps 1e-5).
 
   Statistics are reduced and stored in float32 whatever `dtype` is (flax's
-  `force_float32_reductions`). The output is in `dtype` on accelerators, float32 on CPU:
-  XLA:CPU's fusions compute bf16 in f32, and converting each activation both ways cost the
-  bf16 Fashion-MNIST ResNet more than the halved memory traffic saved (2,700 -> 2,830
-  examples/s with f32 outputs). `zero_scale` starts the layer at zero output, used on
-  the last norm of a residual branch so each block begins as the identity.
+  `force_float32_reductions`); the output dtype is `kernels.batch_norm_dtype(dtype)`.
+  `zero_scale` starts the layer at zero output, used on the last norm of a residual branch
+  so each block begins as the identity.
   """
   scale_init = nn.initializers.zeros_init() if zero_scale else nn.initializers.ones_init()
   return nn.BatchNorm(
       use_running_average=not train,
       momentum=0.9,
       epsilon=1e-5,
-      dtype=jnp.float32 if jax.default_backend() == 'cpu' else dtype,
+      dtype=kernels.batch_norm_dtype(dtype),
       param_dtype=param_dtype,
       scale_init=nn.with_logical_partitioning(scale_init, (axis,)),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axis,)),

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype
 
-from models import layers, onednn_conv
+from models import layers
 
 BLOCKS = ('basic', 'bottleneck')
 STEMS = ('imagenet', 'cifar', 'small')
@@ -29,7 +29,6 @@ class ResidualBlock(nn.Module):
   block: str
   strides: int
   zero_init_residual: bool
-  conv_impl: str
   dtype: Dtype
   param_dtype: Dtype
 
@@ -40,7 +39,7 @@ class ResidualBlock(nn.Module):
     def conv(features: int, k: int, strides: int, name: str) -> nn.Conv:
       # Bias-free: the BatchNorm that follows every conv has its own shift.
       return layers.conv(features, (k,) * spatial, strides=strides, padding=k // 2, use_bias=False,
-                         dtype=self.dtype, param_dtype=self.param_dtype, impl=self.conv_impl, name=name)
+                         dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
     def norm(name: str, zero_scale: bool = False) -> nn.BatchNorm:
       return layers.batch_norm(train, zero_scale=zero_scale, dtype=self.dtype,
@@ -73,8 +72,7 @@ class ResNet(nn.Module):
   first halves the resolution in its first block. `stem='imagenet'` is a 7x7/2 conv
   and a 3x3/2 max pool (for 224x224 images); `stem='cifar'` a 3x3/1 conv with no pool
   (for 32x32 and smaller); `stem='small'` the cifar conv then a 2x2/2 max pool, so
-  28x28 images run their stages at 14x14 and below. Convolutions are N-d by the input's rank, like CNN's;
-  `conv_impl` picks XLA's or oneDNN's (models/onednn_conv.py).
+  28x28 images run their stages at 14x14 and below. Convolutions are N-d by the input's rank, like CNN's.
   """
 
   num_classes: int
@@ -83,14 +81,12 @@ class ResNet(nn.Module):
   width: int = 64
   stem: str = 'imagenet'
   zero_init_residual: bool = True
-  conv_impl: str = 'xla'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   def __post_init__(self) -> None:
     layers.check_choice('block', self.block, BLOCKS)
     layers.check_choice('stem', self.stem, STEMS)
-    onednn_conv.resolve(self.conv_impl)  # a bad or impossible choice fails here, before any tracing
     super().__post_init__()
 
   @nn.compact
@@ -98,7 +94,7 @@ class ResNet(nn.Module):
     spatial = x.ndim - 2
     k, strides = (7, 2) if self.stem == 'imagenet' else (3, 1)
     x = layers.conv(self.width, (k,) * spatial, strides=strides, padding=k // 2, use_bias=False,
-                    dtype=self.dtype, param_dtype=self.param_dtype, impl=self.conv_impl, name='stem_conv')(x)
+                    dtype=self.dtype, param_dtype=self.param_dtype, name='stem_conv')(x)
     x = layers.batch_norm(train, dtype=self.dtype, param_dtype=self.param_dtype,
                           name='stem_bn')(x)
     if self.stem == 'imagenet':
@@ -117,7 +113,6 @@ class ResNet(nn.Module):
             block=self.block,
             strides=2 if i > 0 and j == 0 else 1,
             zero_init_residual=self.zero_init_residual,
-            conv_impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name=f'stage{i + 1}_block{j + 1}',

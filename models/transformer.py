@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype
 
-from models import attention, layers, matmul
+import kernels
+from models import attention, layers
 
 MLPS = ('gelu', 'swiglu')
 POSITIONS = ('learned', 'rotary')
@@ -63,7 +64,6 @@ class TransformerBlock(nn.Module):
   use_rotary: bool
   use_bias: bool
   dropout: float
-  attention_impl: str
   num_layers: int  # of the whole stack: scales the residual projections' init
   decode: bool
   dtype: Dtype
@@ -76,8 +76,8 @@ class TransformerBlock(nn.Module):
     h = layers.norm(self.norm, use_bias=self.use_bias, name='attention_norm', **precision)(x)
     h = attention.MultiHeadAttention(
         num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, causal=self.causal,
-        use_rotary=self.use_rotary, use_bias=self.use_bias, implementation=self.attention_impl,
-        decode=self.decode, out_init=out_init, name='attention', **precision)(h, positions)
+        use_rotary=self.use_rotary, use_bias=self.use_bias, decode=self.decode, out_init=out_init,
+        name='attention', **precision)(h, positions)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
     h = layers.norm(self.norm, use_bias=self.use_bias, name='mlp_norm', **precision)(x)
     h = MlpBlock(self.mlp_dim, self.mlp, self.use_bias, out_init, name='mlp', **precision)(h)
@@ -97,14 +97,12 @@ class TransformerStack(nn.Module):
   norm: str = 'layernorm'
   use_bias: bool = False
   dropout: float = 0.0
-  attention_impl: str = 'auto'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   def __post_init__(self) -> None:
     layers.check_choice('mlp', self.mlp, MLPS)
     layers.check_choice('norm', self.norm, layers.NORMS)
-    layers.check_choice('attention_impl', self.attention_impl, attention.IMPLEMENTATIONS)
     if self.width % self.num_heads:
       raise ValueError(f'width={self.width} must be a multiple of num_heads={self.num_heads}')
     super().__post_init__()
@@ -116,8 +114,8 @@ class TransformerStack(nn.Module):
       x = TransformerBlock(
           num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.width // self.num_heads,
           mlp_dim=self.mlp_dim or 4 * self.width, mlp=self.mlp, norm=self.norm, causal=causal,
-          use_rotary=use_rotary, use_bias=self.use_bias, dropout=self.dropout, attention_impl=self.attention_impl,
-          num_layers=self.num_layers, decode=decode, dtype=self.dtype, param_dtype=self.param_dtype,
+          use_rotary=use_rotary, use_bias=self.use_bias, dropout=self.dropout, num_layers=self.num_layers,
+          decode=decode, dtype=self.dtype, param_dtype=self.param_dtype,
           name=f'block_{i}')(x, positions, train=train)
     return layers.norm(self.norm, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                        name='final_norm')(x)
@@ -162,7 +160,7 @@ class TransformerLM(TransformerStack):
     if self.tie_embeddings:
       # Not `embedding.attend`, which under bf16 compute rounds the logits to bf16 and runs
       # the slow bf16 -> bf16 dot; this accumulates and returns them in f32.
-      logits = matmul.einsum('bte,ve->btv', x, embedding.embedding, self.dtype)
+      logits = kernels.einsum('bte,ve->btv', x, embedding.embedding, self.dtype)
     else:
       logits = layers.dense(self.vocab_size, ('embed', 'vocab'), use_bias=False,
                             kernel_init=nn.initializers.normal(INIT_STD), name='head', **precision)(x)

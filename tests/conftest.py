@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import kernels
 from experiments import digits_cnn
 from train_lib import compilation_cache
 
@@ -40,6 +41,13 @@ def run_main(*args: str, env: dict | None = None, timeout: int = 300) -> subproc
   """`python -m train_lib.main ARGS` in a fresh process."""
   return subprocess.run([sys.executable, '-m', 'train_lib.main', *args], cwd=REPO, capture_output=True,
                         text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def auto_kernels():
+  """Traces inside the test take kernels.use('auto')'s fast paths, as the trainer's do by default."""
+  with kernels.use('auto'):
+    yield
 
 
 @pytest.fixture

@@ -41,13 +41,14 @@ def test_rerun_loads_the_onednn_resnet_and_trains_identically(tmp_path):
   # The oneDNN convolutions are FFI custom calls: the riskiest program to save and load.
   cache = str(tmp_path / 'cache')
   args = ['--config=experiments/fashion_mnist_resnet.py:tiny=True', '--config.model.width=8',
-          '--config.model.stage_sizes=(1, 1)', '--config.model.conv_impl=onednn']
+          '--config.model.stage_sizes=(1, 1)']
   runs = []
   for name in ('compiled', 'loaded'):
     result = run_main(*args, f'--workdir={tmp_path / name}',
                       env={'JAX_COMPILATION_CACHE_DIR': cache, 'JAX_LOG_COMPILES': '1'})
     assert result.returncode == 0, result.stderr[-3000:]
     runs.append(result.stderr)
+  assert 'convolutions: oneDNN' in runs[0]  # kernels=auto, one CPU device
   assert any(f.startswith('jit_train_call-') for f in os.listdir(cache))
   assert "cache hit for 'jit_train_call'" not in runs[0] and "cache hit for 'jit_train_call'" in runs[1]
 

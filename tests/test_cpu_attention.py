@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import attention_core, cpu_attention
+from kernels import cpu_attention
+from tests import attention_reference
 from tests.ffi_kernels import ffi_targets, python_on_devices
 from train_lib import accounting
 
@@ -24,7 +25,7 @@ def _operands(seed, b, t, s, n, k, h, dtype=jnp.float32):
 
 def _loss(implementation, causal, weights):
   def loss(q, k, v):
-    out = attention_core.attend(q, k, v, None, causal, implementation)
+    out = attention_reference.attend(q, k, v, None, causal, implementation)
     return jnp.sum(out.astype(jnp.float32) * weights)
   return loss
 
@@ -59,13 +60,13 @@ def test_values_and_gradients_equal_the_reference(b, t, s, n, k, h, causal):
 
 def test_bfloat16_operands_give_bfloat16_results_close_to_float32():
   (q, key, value), weights = _operands(1, 2, 16, 16, 4, 2, 32, jnp.bfloat16)
-  out = attention_core.attend(q, key, value, None, True, 'fused')
+  out = attention_reference.attend(q, key, value, None, True, 'fused')
   assert out.dtype == jnp.bfloat16
   grads = jax.grad(_loss('fused', True, weights), (0, 1, 2))(q, key, value)
   assert [g.dtype for g in grads] == [jnp.bfloat16] * 3
   # The reference on the same (rounded) operands in float32: only the results' rounding differs.
   rounded = [x.astype(jnp.float32) for x in (q, key, value)]
-  want_out = attention_core.reference_attention(*rounded, None, True)
+  want_out = attention_reference.reference_attention(*rounded, None, True)
   np.testing.assert_allclose(out.astype(jnp.float32), want_out, atol=1e-2)
   want = jax.grad(_loss('reference', True, weights), (0, 1, 2))(*rounded)
   for g, w in zip(grads, want):
@@ -74,32 +75,32 @@ def test_bfloat16_operands_give_bfloat16_results_close_to_float32():
 
 def test_auto_runs_the_kernel_only_without_an_explicit_mask():
   (q, key, value), _ = _operands(2, 2, 6, 6, 2, 2, 8)
-  causal = lambda q, k, v: attention_core.attend(q, k, v, None, True)
+  causal = lambda q, k, v: attention_reference.attend(q, k, v, None, True)
   assert _targets(causal, q, key, value) == {'lamina_attention_forward'}
   mask = jnp.tril(jnp.ones((6, 6), bool))[None, None]
-  masked = lambda q, k, v: attention_core.attend(q, k, v, mask, True)
-  assert _targets(masked, q, key, value) == set()  # the einsum implementation
+  masked = lambda q, k, v: attention_reference.attend(q, k, v, mask, True)
+  assert _targets(masked, q, key, value) == set()  # the einsum form
   np.testing.assert_allclose(masked(q, key, value), causal(q, key, value), atol=1e-5)
 
 
 def test_fused_with_a_mask_is_one_clear_error():
   (q, key, value), _ = _operands(3, 1, 4, 4, 1, 1, 8)
-  with pytest.raises(ValueError, match="'fused' cannot run: it takes no explicit mask.*use 'auto'"):
-    attention_core.attend(q, key, value, jnp.ones((1, 1, 4, 4), bool), True, 'fused')
+  with pytest.raises(ValueError, match='the fused CPU attention kernel cannot run: it takes no explicit mask'):
+    attention_reference.attend(q, key, value, jnp.ones((1, 1, 4, 4), bool), True, 'fused')
 
 
 def test_under_vmap_each_example_is_its_own_call():
   (q, key, value), _ = _operands(4, 3, 5, 5, 2, 2, 8)
-  attend = lambda q, k, v: attention_core.attend(q[None], k[None], v[None], None, True, 'fused')[0]
+  attend = lambda q, k, v: attention_reference.attend(q[None], k[None], v[None], None, True, 'fused')[0]
   np.testing.assert_allclose(jax.vmap(attend)(q, key, value),
-                             attention_core.reference_attention(q, key, value, None, True), atol=1e-5)
+                             attention_reference.reference_attention(q, key, value, None, True), atol=1e-5)
 
 
 def test_flops_are_the_einsum_implementations_matmuls():
   b, t, n, h = 2, 8, 4, 16
   (q, key, value), weights = _operands(5, b, t, t, n, n, h)
   product = 2.0 * b * n * t * t * h
-  assert accounting.matmul_flops(lambda q, k, v: attention_core.attend(q, k, v, None, True, 'fused'),
+  assert accounting.matmul_flops(lambda q, k, v: attention_reference.attend(q, k, v, None, True, 'fused'),
                                  q, key, value) == 2 * product
   assert accounting.matmul_flops(jax.grad(_loss('fused', True, weights), (0, 1, 2)), q, key, value) == 6 * product
 
@@ -107,8 +108,8 @@ def test_flops_are_the_einsum_implementations_matmuls():
 def test_several_devices_fall_back_to_einsum():
   code = ('import jax, jax.numpy as jnp\n'
           'from tests import test_cpu_attention as t\n'
-          'from models import attention_core\n'
+          'from tests import attention_reference\n'
           'q = jnp.ones((1, 4, 2, 8))\n'
-          'print(jax.device_count(), t._targets(lambda q: attention_core.attend(q, q, q, None, True), q))\n')
+          'print(jax.device_count(), t._targets(lambda q: attention_reference.attend(q, q, q, None, True), q))\n')
   stdout = python_on_devices(code, 2)
   assert stdout.strip() == '2 set()'

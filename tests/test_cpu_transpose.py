@@ -7,10 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import cpu_transpose, matmul
+import kernels
+from kernels import cpu_transpose
 from tests.ffi_kernels import ffi_targets, python_on_devices
 
-pytestmark = pytest.mark.skipif(platform.system() != 'Linux', reason='the kernel is built for Linux only')
+pytestmark = [pytest.mark.skipif(platform.system() != 'Linux', reason='the kernel is built for Linux only'),
+              pytest.mark.usefixtures('auto_kernels')]
 
 
 @pytest.mark.parametrize('shape', [(768, 128), (64, 48), (37, 19), (1, 5), (33, 70), (0, 4)])
@@ -38,7 +40,7 @@ def test_what_it_cannot_take_is_one_clear_error(x):
 def test_a_weight_gradient_uses_it_and_keeps_its_value():
   keys = jax.random.split(jax.random.PRNGKey(0))
   x, w = jax.random.normal(keys[0], (2, 48, 32)), jax.random.normal(keys[1], (32, 80))
-  loss = lambda x, w: jnp.sum(jnp.tanh(matmul.einsum('btd,de->bte', x, w, jnp.bfloat16)))
+  loss = lambda x, w: jnp.sum(jnp.tanh(kernels.einsum('btd,de->bte', x, w, jnp.bfloat16)))
   assert 'lamina_transpose_2d' in ffi_targets(jax.grad(loss, 1), x, w)
   rounded = [a.astype(jnp.bfloat16).astype(jnp.float32) for a in (x, w)]
   want = jax.grad(lambda x, w: jnp.sum(jnp.tanh(jnp.einsum('btd,de->bte', x, w))), 1)(*rounded)
@@ -47,7 +49,7 @@ def test_a_weight_gradient_uses_it_and_keeps_its_value():
 
 def test_several_devices_keep_xlas_transpose():
   code = ('import jax, jax.numpy as jnp\n'
-          'from models import cpu_transpose\n'
+          'from kernels import cpu_transpose\n'
           'print(cpu_transpose.why_not(jnp.zeros((4, 4))))\n')
   stdout = python_on_devices(code, 2)
   assert 'cannot partition an FFI call over the 2 devices' in stdout

@@ -1,4 +1,4 @@
-"""Every ISA build of the CPU kernels (models/ffi_vector.h) that this CPU runs computes the same
+"""Every ISA build of the CPU kernels (kernels/ffi_vector.h) that this CPU runs computes the same
 numbers, and the best one runs by default: each build is forced in a fresh process by
 $LAMINA_MAX_CPU_ISA, so an AVX2 machine checks its AVX2 and baseline builds too."""
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from models import cpu_attention, cpu_transpose, ffi_build
+from kernels import cpu_attention, cpu_transpose, ffi_build
 
 pytestmark = pytest.mark.skipif(platform.system() != 'Linux', reason='the kernels are built for Linux only')
 
@@ -20,7 +20,8 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHECKS = '''
 import json
 import jax, jax.numpy as jnp, numpy as np
-from models import attention_core, cpu_attention, cpu_transpose
+from kernels import cpu_attention, cpu_transpose
+from tests import attention_reference
 from tests.test_cpu_attention import _loss, _operands
 
 errors = {}
@@ -29,9 +30,9 @@ for b, t, s, n, k, h, causal, dtype in [(2, 64, 64, 4, 4, 32, True, jnp.float32)
                                         (1, 33, 33, 2, 1, 70, True, jnp.float32), (2, 16, 16, 4, 2, 32, True, jnp.bfloat16)]:
   (q, key, value), weights = _operands(0, b, t, s, n, k, h, dtype)
   rounded = [x.astype(jnp.float32) for x in (q, key, value)]
-  got = [attention_core.attend(q, key, value, None, causal, 'fused')]
+  got = [attention_reference.attend(q, key, value, None, causal, 'fused')]
   got += jax.grad(_loss('fused', causal, weights), (0, 1, 2))(q, key, value)
-  want = [attention_core.reference_attention(*rounded, None, causal)]
+  want = [attention_reference.reference_attention(*rounded, None, causal)]
   want += jax.grad(_loss('reference', causal, weights), (0, 1, 2))(*rounded)
   # The output and each gradient, relative to the reference's largest value.
   errors[f'attention {t}x{s}x{h} {jnp.dtype(dtype).name}'] = max(

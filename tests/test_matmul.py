@@ -1,4 +1,4 @@
-"""models.matmul: compute-dtype matmuls equal plain ones forward and backward."""
+"""kernels/matmul.py through the dispatch: compute-dtype matmuls equal plain ones forward and backward."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from models import layers, matmul
+import kernels
+from models import layers
 from tests.ffi_kernels import ffi_targets
+
+pytestmark = pytest.mark.usefixtures('auto_kernels')
 
 
 @pytest.mark.parametrize('dimension_numbers,lhs_shape,rhs_shape', [
@@ -20,8 +23,8 @@ def test_dot_general_stand_in_equals_lax(dimension_numbers, lhs_shape, rhs_shape
   keys = jax.random.split(jax.random.PRNGKey(0))
   lhs, rhs = jax.random.normal(keys[0], lhs_shape), jax.random.normal(keys[1], rhs_shape)
   want = jax.lax.dot_general(lhs, rhs, dimension_numbers)
-  np.testing.assert_allclose(matmul.dot_general(jnp.float32)(lhs, rhs, dimension_numbers), want, rtol=1e-6)
-  low = matmul.dot_general(jnp.bfloat16)(lhs, rhs, dimension_numbers)
+  np.testing.assert_allclose(kernels.dot_general(jnp.float32)(lhs, rhs, dimension_numbers), want, rtol=1e-6)
+  low = kernels.dot_general(jnp.bfloat16)(lhs, rhs, dimension_numbers)
   assert low.dtype == jnp.float32  # accumulated and returned in f32
   rounded = [x.astype(jnp.bfloat16).astype(jnp.float32) for x in (lhs, rhs)]
   np.testing.assert_allclose(low, jax.lax.dot_general(*rounded, dimension_numbers), rtol=1e-5, atol=1e-5)
@@ -39,7 +42,7 @@ def test_bfloat16_gradients_are_the_float32_gradients_of_rounded_operands(spec, 
   def loss(fn, x, w):
     return jnp.sum(jnp.tanh(fn(x, w)))
 
-  got = jax.grad(lambda x, w: loss(lambda a, b: matmul.einsum(spec, a, b, jnp.bfloat16), x, w), (0, 1))(x, w)
+  got = jax.grad(lambda x, w: loss(lambda a, b: kernels.einsum(spec, a, b, jnp.bfloat16), x, w), (0, 1))(x, w)
   rounded = [a.astype(jnp.bfloat16).astype(jnp.float32) for a in (x, w)]
   want = jax.grad(lambda x, w: loss(lambda a, b: jnp.einsum(spec, a, b), x, w), (0, 1))(*rounded)
   for g, r in zip(got, want):
@@ -55,7 +58,7 @@ def test_bfloat16_gradients_are_the_float32_gradients_of_rounded_operands(spec, 
 def test_float32_gradients_on_cpu_lay_the_activation_out_and_equal_jaxs(spec, x_shape, w_shape):
   keys = jax.random.split(jax.random.PRNGKey(2))
   x, w = jax.random.normal(keys[0], x_shape), jax.random.normal(keys[1], w_shape)
-  ours = lambda x, w: jnp.sum(jnp.tanh(matmul.einsum(spec, x, w, jnp.float32)))
+  ours = lambda x, w: jnp.sum(jnp.tanh(kernels.einsum(spec, x, w, jnp.float32)))
   got = jax.grad(ours, (0, 1))(x, w)
   want = jax.grad(lambda x, w: jnp.sum(jnp.tanh(jnp.einsum(spec, x, w))), (0, 1))(x, w)
   for g, r in zip(got, want):

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import ffi_build, onednn_conv, registry, xla_conv
+import kernels
+from kernels import ffi_build, onednn_conv, xla_conv
+from models import registry
 from tests.ffi_kernels import ffi_targets, python_on_devices
 from train_lib import accounting, precision
 
@@ -142,34 +144,36 @@ def test_flops_are_counted_as_xla_convolutions_are():
 def test_models_train_the_same_with_either_convolution(name, kwargs):
   x = jnp.asarray(np.random.default_rng(2).uniform(size=(4, 28, 28, 1)).astype(np.float32))
   labels = jnp.arange(4)
+  model = registry.get(name, num_classes=10, **kwargs)
+  variables = model.init(jax.random.key(0), x, train=False)
+
+  def loss(params):
+    logits, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+    return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(4), labels])
+
   results = []
-  for impl in ('xla', 'onednn'):
-    model = registry.get(name, num_classes=10, conv_impl=impl, **kwargs)
-    variables = model.init(jax.random.key(0), x, train=False)
-
-    def loss(params):
-      logits, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
-      return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(4), labels])
-
-    results.append(jax.jit(jax.value_and_grad(loss))(variables['params']))
+  for mode in ('xla', 'auto'):
+    with kernels.use(mode):
+      step = jax.value_and_grad(loss)
+      assert ('lamina_onednn_conv_forward' in ffi_targets(step, variables['params'])) == (mode == 'auto')
+      results.append(jax.jit(step)(variables['params']))
   for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_a_bad_or_impossible_choice_is_one_clear_error(monkeypatch):
-  for name in ('resnet', 'cnn'):
-    with pytest.raises(ValueError, match=r"conv_impl='direct' is not one of \['xla', 'onednn', 'auto'\]"):
-      registry.get(name, num_classes=10, conv_impl='direct')
-  monkeypatch.setattr(onednn_conv, '_why_not_here', lambda: 'no oneDNN here')
-  with pytest.raises(ValueError, match="conv_impl='onednn' cannot run: no oneDNN here; use conv_impl='auto'"):
-    registry.get('resnet', num_classes=10, conv_impl='onednn')
-  assert onednn_conv.resolve('auto') is xla_conv.conv_general_dilated
+def test_where_onednn_cannot_run_auto_takes_the_loop_friendly_xla_form(monkeypatch):
+  monkeypatch.setattr(onednn_conv, 'why_not', lambda: 'no oneDNN here')
+  with kernels.use('auto'):
+    assert kernels.conv_general_dilated() is xla_conv.conv_general_dilated
+  assert kernels.conv_general_dilated() is None  # 'xla': lax's own
 
 
 def test_several_devices_keep_xla_convolutions():
-  code = ("from models import onednn_conv, xla_conv\n"
-          "assert onednn_conv.resolve('auto') is xla_conv.conv_general_dilated\n"
-          "try:\n  onednn_conv.resolve('onednn')\nexcept ValueError as e:\n  print(e)\n")
+  code = ("import kernels\n"
+          "from kernels import onednn_conv, xla_conv\n"
+          "with kernels.use('auto'):\n"
+          "  assert kernels.conv_general_dilated() is xla_conv.conv_general_dilated\n"
+          "print(onednn_conv.why_not())\n")
   stdout = python_on_devices(code, 2)
   assert 'cannot partition an FFI call over the 2 devices' in stdout
 

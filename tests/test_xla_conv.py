@@ -1,4 +1,4 @@
-"""models/xla_conv.py: lax's convolution with gradients XLA:CPU runs fast inside loops."""
+"""kernels/xla_conv.py: lax's convolution with gradients XLA:CPU runs fast inside loops."""
 
 import re
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from models import xla_conv
+from kernels import xla_conv
 
 _SPECS = {1: ('NWC', 'WIO', 'NWC'), 2: ('NHWC', 'HWIO', 'NHWC'), 3: ('NDHWC', 'DHWIO', 'NDHWC')}
 

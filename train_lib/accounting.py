@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax._src.interpreters import partial_eval as pe  # dce_jaxpr has no public name
 
-from models import cpu_attention, onednn_conv
+import kernels
 
 # Dense peak FLOP/s per chip (bf16, and f32 where the vendor quotes it; TF32 on NVIDIA).
 PEAK_FLOPS = {
@@ -44,7 +44,7 @@ def matmul_flops(fn, *args) -> float:
   trip count) counts once. `args` may be abstract (jax.ShapeDtypeStruct).
   """
   jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
-  # Drop what no output needs, as XLA will: a custom gradient (models/onednn_conv.py)
+  # Drop what no output needs, as XLA will: a custom gradient (kernels/onednn_conv.py)
   # computes every input's cotangent, the image's included.
   jaxpr, _ = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
   return _jaxpr_flops(jaxpr)
@@ -67,7 +67,7 @@ def _jaxpr_flops(jaxpr) -> float:
       # inserted zeros too: count only the products its forward convolution has.
       dilation = np.prod(eqn.params['lhs_dilation'])
       total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output / dilation
-    elif (kernel_flops := _kernel_flops(eqn)) is not None:
+    elif (kernel_flops := kernels.ffi_flops(eqn)) is not None:
       total += kernel_flops
     else:
       inner = [_jaxpr_flops(j) for j in _sub_jaxprs(eqn.params)]
@@ -75,14 +75,6 @@ def _jaxpr_flops(jaxpr) -> float:
         repeat = eqn.params['length'] if name == 'scan' else 1
         total += repeat * (max(inner) if name == 'cond' else sum(inner))
   return total
-
-
-def _kernel_flops(eqn) -> float | None:
-  """FLOPs of one of lamina's own FFI kernels, which the jaxpr shows only as an ffi_call."""
-  for count in (onednn_conv.ffi_flops, cpu_attention.ffi_flops):
-    if (flops := count(eqn)) is not None:
-      return flops
-  return None
 
 
 def _sub_jaxprs(params: dict):

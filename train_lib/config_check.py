@@ -5,6 +5,7 @@ import math
 import ml_collections
 
 import input_pipeline
+import kernels
 from train_lib import optimizers, precision
 from train_lib.config_defaults import OPEN_SECTIONS, base_config
 from train_lib.errors import ConfigError
@@ -50,6 +51,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.ema_decay < 1.0:
     raise ConfigError(f'ema_decay must be in [0, 1), got {config.ema_decay}')
   precision.dtype(config.compute_dtype)
+  try:
+    kernels.check_mode(config.kernels)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
   precision.dtype(config.param_dtype)
   optimizers.validate(config.optimizer)
   try:

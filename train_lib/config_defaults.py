@@ -36,6 +36,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.steps_per_call = 1  # train steps fused into one device call (lax.scan)
   c.grad_accum_steps = 1  # micro-batches per step
   c.compute_dtype = 'float32'
+  # 'auto': hand-written fast paths where they run (kernels/); 'xla': plain JAX everywhere.
+  c.kernels = 'auto'
   c.param_dtype = 'float32'
   c.ema_decay = 0.0  # 0 disables the parameter EMA; when on, eval uses the EMA
   c.optimizer = ml_collections.ConfigDict({

@@ -5,7 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from models import ffi_build
+import kernels
 from train_lib.errors import ConfigError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
@@ -21,7 +21,7 @@ def fast_bfloat16() -> bool:
   """
   if jax.default_backend() != 'cpu':
     return True
-  return bool({'avx512_bf16', 'amx_bf16'} & ffi_build.cpu_flags())
+  return bool({'avx512_bf16', 'amx_bf16'} & kernels.cpu_flags())
 
 
 def resolve(name: str) -> str:

@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 from absl import app, flags
 from flax import linen as nn
 
+import kernels
 from input_pipeline import tokenizers
 from train_lib import log_filter, sampling
 from train_lib.errors import ConfigError
@@ -33,8 +34,9 @@ flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
 
 
-def load_model(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, tokenizers.Tokenizer]:
-  """(model, params, tokenizer) from a language-model run's checkpoint; one-line ValueError otherwise."""
+def load_model(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, tokenizers.Tokenizer, str]:
+  """(model, params, tokenizer, the run's config.kernels) from a language-model run's checkpoint;
+  one-line ValueError otherwise."""
   directory = os.path.join(workdir, 'checkpoints')
   manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
   step = step if step is not None else (manager.latest_step() if manager else None)
@@ -62,7 +64,7 @@ def load_model(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, 
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
       target, restore_args=jax.tree.map(lambda _: on_device, target), partial_restore=True)))
   manager.close()
-  return model, restored.state[key], tokenizer
+  return model, restored.state[key], tokenizer, config.get('kernels', 'auto')
 
 
 def main(argv: list[str]) -> None:
@@ -73,10 +75,11 @@ def main(argv: list[str]) -> None:
   if f.max_new_tokens <= 0 or f.temperature < 0 or f.top_k < 0:
     sys.exit('lamina: sample: --max_new_tokens must be > 0, --temperature >= 0 and --top_k >= 0')
   try:
-    model, params, tokenizer = load_model(f.workdir, f.step)
+    model, params, tokenizer, kernel_mode = load_model(f.workdir, f.step)
     prompts = [tokenizer.encode(p) for p in f.prompt]
-    new = sampling.generate(model, params, prompts, max_new_tokens=f.max_new_tokens, temperature=f.temperature,
-                            top_k=f.top_k, seed=f.seed)
+    with kernels.use(kernel_mode):
+      new = sampling.generate(model, params, prompts, max_new_tokens=f.max_new_tokens,
+                              temperature=f.temperature, top_k=f.top_k, seed=f.seed)
   except (ValueError, ConfigError) as e:
     sys.exit(f'lamina: sample: {e}')
   for prompt, tokens in zip(f.prompt, new):

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+import kernels
+
 
 def row_keys(rng: jax.Array, rows: int, step: jax.Array | int) -> jax.Array:
   """The [rows] keys for token `step` of each row."""
@@ -62,12 +64,14 @@ def generate(model: nn.Module, params, prompts: Sequence[np.ndarray], *, max_new
   """[B, max_new_tokens] ids continuing each prompt (a sequence of 1-D id arrays)."""
   context = model.max_len
   tokens, positions = left_pad(prompts, context)
-  run = _generate_fn(model, context, max_new_tokens, float(temperature), int(top_k))
+  run = _generate_fn(model, context, max_new_tokens, float(temperature), int(top_k), kernels.mode())
   return np.asarray(run(params, tokens, positions, jax.random.PRNGKey(seed)))
 
 
 @functools.lru_cache(maxsize=8)
-def _generate_fn(model: nn.Module, context: int, max_new_tokens: int, temperature: float, top_k: int):
+def _generate_fn(model: nn.Module, context: int, max_new_tokens: int, temperature: float, top_k: int,
+                 kernel_mode: str):
+  del kernel_mode  # a key of the cache: the program traced under one mode is not the other's
   decoder = model.clone(decode=True)
   sample = functools.partial(sample_logits, temperature=temperature, top_k=top_k)
 

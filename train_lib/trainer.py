@@ -15,6 +15,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 import input_pipeline
+import kernels
 from train_lib import accounting, compiler_options, config_check, dry_run, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
@@ -109,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_check.validate(config)
   compiler_options.validate(compiler_options.from_config(config))
   mesh = make_mesh(config.mesh)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(logical_rules(config)):
+  with jax.set_mesh(mesh), nn.logical_axis_rules(logical_rules(config)), kernels.use(config.kernels):
     return _train(_Run(config, workdir, mesh))
 
 
@@ -184,6 +185,7 @@ def _train(run: _Run) -> dict[str, float]:
   peak, peak_source = accounting.peak_flops_per_device(precision.resolve(config.compute_dtype), run.workdir)
   logging.info('Compute dtype %s; model FLOPs per step per device: %.3g; peak %.3g FLOP/s per device (%s)',
                precision.resolve(config.compute_dtype), flops, peak, peak_source)
+  logging.info('kernels=%s%s', config.kernels, f' ({kernels.describe(built_only=True)})' if config.kernels == 'auto' else '')
   progress = Progress(run.total_steps, start, config.batch_size, flops, peak, run.task.tokens_per_example)
   profiler = Profiler(os.path.join(run.workdir, 'profile'), config.profile)
   pending, record, step = [], {}, start

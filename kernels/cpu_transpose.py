@@ -1,6 +1,6 @@
-"""A 2-D transpose as one FFI call on CPU (models/cpu_transpose.cc), for the weight gradients.
+"""A 2-D transpose as one FFI call on CPU (kernels/cpu_transpose.cc), for the weight gradients.
 
-models/matmul.py lays an activation out with its token axes last before a weight-gradient
+kernels/matmul.py lays an activation out with its token axes last before a weight-gradient
 matmul. In nanoGPT's CPU train step XLA:CPU's copies took 17% of the step (16 of them, 0.16 ms
 for a 768 x 128 bf16 activation, profiled). Here 16 x 16 blocks are transposed in vector
 registers on both cores: 34 against XLA's 83 us for that array alone on a 2-core Xeon, and the
@@ -13,9 +13,9 @@ import os
 
 import jax
 
-from models import ffi_build
+from kernels import ffi_build
 
-__all__ = ['isa', 'transpose', 'unavailable_reason', 'why_not']
+__all__ = ['build_name', 'isa', 'transpose', 'unavailable_reason', 'why_not']
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_transpose.cc')
 _TARGET = 'lamina_transpose_2d'
@@ -25,6 +25,11 @@ _TARGET = 'lamina_transpose_2d'
 def unavailable_reason() -> str | None:
   """None once the kernel is built and registered with XLA; else why it cannot be."""
   return ffi_build.register({_TARGET: 'LaminaTranspose2D'}, lambda: ffi_build.load(_SOURCE))
+
+
+def build_name() -> str:
+  """How `describe` names this kernel's build, e.g. 'avx2 build'."""
+  return f'{isa()} build'
 
 
 def isa() -> str:

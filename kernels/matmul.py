@@ -12,7 +12,7 @@ On CPU, float32 matmuls take the same backward pass, for its weight gradient: a 
 matmul over an activation laid out token axes last, where JAX's own gradient contracts
 the leading (token) axes, which XLA:CPU's YNNPACK dots ran at 90-157 GFLOP/s against 154-175
 for the laid-out form (AVX2 EPYC, nanoGPT's and the 512-wide GPT's shapes). Such matmuls have
-no forward-mode derivative (jax.jvp); elsewhere float32 keeps JAX's own einsum.
+no forward-mode derivative (jax.jvp); kernels/dispatch.py decides where each form runs.
 """
 
 import functools
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from models import cpu_transpose
+from kernels import cpu_transpose
 
 
 def accumulation_dtype(dtype: Dtype) -> jnp.dtype | None:
@@ -31,29 +31,22 @@ def accumulation_dtype(dtype: Dtype) -> jnp.dtype | None:
   return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else None
 
 
-def einsum(spec: str, x: jax.Array, w: jax.Array, dtype: Dtype) -> jax.Array:
-  """einsum(spec, x, w) on operands cast to `dtype`, accumulated and returned in f32 when
-  `dtype` is under 32 bits (else in `dtype`), with the backward pass above.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def einsum(spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
+  """einsum(spec, x, w) of operands of one dtype, accumulated and returned in f32 when that
+  dtype is under 32 bits, with the backward pass above.
 
   `spec` is 'X,W->O' with no index summed inside a single operand, so the gradients are
   the einsums 'O,W->X' and 'X,O->W'.
   """
-  x, w = x.astype(dtype), w.astype(dtype)
-  if accumulation_dtype(dtype) is None and jax.default_backend() != 'cpu':
-    return jnp.einsum(spec, x, w)
-  return _custom_einsum(spec, x, w)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _custom_einsum(spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
   return jnp.einsum(spec, x, w, preferred_element_type=accumulation_dtype(x.dtype))
 
 
-def _custom_einsum_fwd(spec, x, w):
-  return _custom_einsum(spec, x, w), (x, w)
+def _einsum_fwd(spec, x, w):
+  return einsum(spec, x, w), (x, w)
 
 
-def _custom_einsum_bwd(spec, residuals, cotangent):
+def _einsum_bwd(spec, residuals, cotangent):
   x, w = residuals
   inputs, out = spec.split('->')
   x_spec, w_spec = inputs.split(',')
@@ -81,7 +74,7 @@ def _weight_gradient(x, x_spec: str, cotangent, out_spec: str, w_spec: str) -> j
 
 def _laid_out(x: jax.Array, order: list[int]) -> jax.Array:
   """jnp.transpose(x, order) written out in memory. A token-major activation whose leading
-  axes move last is a 2-D transpose, which models/cpu_transpose.py runs 2-3x faster than XLA."""
+  axes move last is a 2-D transpose, which kernels/cpu_transpose.py runs 2-3x faster than XLA."""
   lead = len(order) - order.index(0)  # how many leading axes move to the end, if that is the move
   if order == [*range(lead, x.ndim), *range(lead)]:
     flat = x.reshape(math.prod(x.shape[:lead]), math.prod(x.shape[lead:]))
@@ -96,20 +89,10 @@ def _materialized(x: jax.Array) -> jax.Array:
   return jax.lax.optimization_barrier(x.reshape(-1)).reshape(x.shape)
 
 
-_custom_einsum.defvjp(_custom_einsum_fwd, _custom_einsum_bwd)
+einsum.defvjp(_einsum_fwd, _einsum_bwd)
 
 
-def dot_general(dtype: Dtype):
-  """A `lax.dot_general` stand-in (for flax's `dot_general=`) that runs through `einsum`."""
-
-  def dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **unused):
-    del precision, preferred_element_type, unused  # the compute dtype decides both
-    return einsum(_einsum_spec(lhs.ndim, rhs.ndim, dimension_numbers), lhs, rhs, dtype)
-
-  return dot
-
-
-def _einsum_spec(lhs_rank: int, rhs_rank: int, dimension_numbers) -> str:
+def einsum_spec(lhs_rank: int, rhs_rank: int, dimension_numbers) -> str:
   """The einsum spec of a dot_general: output = batch dims, lhs free dims, rhs free dims."""
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
   letters = iter(string.ascii_letters)

@@ -1,5 +1,5 @@
 // oneDNN 2-D convolutions (NHWC activations, HWIO kernels, float32 or bfloat16) as XLA FFI
-// handlers: the forward pass and both gradients, for models/onednn_conv.py. Each role (input,
+// handlers: the forward pass and both gradients, for kernels/onednn_conv.py. Each role (input,
 // kernel, output) takes its buffer's dtype, so bf16 operands may give an f32 result; oneDNN
 // accumulates in f32 either way (its AMX / AVX-512 BF16 kernels for bf16).
 //

@@ -5,7 +5,7 @@ the compile command and the jaxlib version (its FFI headers), so an edit or an u
 rebuilds. The library is written under a temporary name and renamed into place: an
 interrupted build never leaves a file that looks built.
 
-Kernels built on models/ffi_vector.h hold an AVX-512, an AVX2 (with FMA) and a baseline build
+Kernels built on kernels/ffi_vector.h hold an AVX-512, an AVX2 (with FMA) and a baseline build
 and run the best one the CPU has; $LAMINA_MAX_CPU_ISA (one of ISAS) caps the choice, as
 oneDNN's ONEDNN_MAX_CPU_ISA does, so that one machine can test every build it can run.
 """
@@ -26,7 +26,7 @@ import jaxlib
 
 __all__ = ['ISAS', 'MAX_ISA_VARIABLE', 'BuildError', 'cache_dir', 'cpu_flags', 'isa', 'load', 'placement_reason', 'register']
 
-ISAS = ('baseline', 'avx2', 'avx512')  # models/ffi_vector.h's lamina::Isa, in order
+ISAS = ('baseline', 'avx2', 'avx512')  # kernels/ffi_vector.h's lamina::Isa, in order
 MAX_ISA_VARIABLE = 'LAMINA_MAX_CPU_ISA'
 
 
@@ -89,7 +89,7 @@ def cpu_flags() -> frozenset[str]:
 
 
 def isa(library: ctypes.CDLL) -> str:
-  """The build (one of ISAS) that a kernel library built on models/ffi_vector.h runs on this CPU."""
+  """The build (one of ISAS) that a kernel library built on kernels/ffi_vector.h runs on this CPU."""
   return ISAS[library.LaminaBestIsa()]
 
 

@@ -1,5 +1,5 @@
 // Fused softmax(q k^T / sqrt(H)) v on CPU, forward and backward, as XLA FFI handlers for
-// models/cpu_attention.py.
+// kernels/cpu_attention.py.
 //
 // One task per (batch, key/value head) on XLA's own intra-op thread pool. A task copies its
 // keys and values into float32 buffers (and transposed copies, so every inner loop runs along
@@ -10,7 +10,7 @@
 // as flash attention does. Long contexts would want the keys in blocks too (not done: the
 // scratch grows as T x S). Loops are plain C++ and GCC vector types of the ISA's width (16
 // floats with AVX-512, 8 with AVX2 and FMA, 4 otherwise), the GEMMs' register tiles sized to each
-// ISA's register file; every call runs the best build the CPU has (models/ffi_vector.h). One
+// ISA's register file; every call runs the best build the CPU has (kernels/ffi_vector.h). One
 // width for all had left AVX2 machines spilling a 4 x 4 tile of 16-float accumulators to the
 // stack: 4x slower than XLA's attention there.
 //

@@ -1,7 +1,7 @@
 // A 2-D transpose out[C, R] = in[R, C] of 2- or 4-byte elements on CPU, as an XLA FFI handler
-// for models/cpu_transpose.py.
+// for kernels/cpu_transpose.py.
 //
-// In square blocks transposed in vector registers, a row per register (models/ffi_vector.h:
+// In square blocks transposed in vector registers, a row per register (kernels/ffi_vector.h:
 // 16 x 16 with AVX-512, 8 x 8 floats or 16 x 16 bf16 with AVX2), in the best build this CPU
 // runs; panels of 32 rows are the tasks on XLA's own thread pool.
 

@@ -1,4 +1,4 @@
-// Vector code shared by lamina's FFI kernels (models/*.cc): the ISAs a kernel is built for and
+// Vector code shared by lamina's FFI kernels (kernels/*.cc): the ISAs a kernel is built for and
 // the choice between them, vectors of any width, and block transposes done in vector registers.
 
 #ifndef LAMINA_MODELS_FFI_VECTOR_H_
@@ -31,7 +31,7 @@ enum class Isa { kBaseline, kAvx2, kAvx512 };
 #define LAMINA_TARGET_BASELINE __attribute__((flatten))
 
 // The best ISA this CPU runs, capped by $LAMINA_MAX_CPU_ISA (baseline, avx2 or avx512, as
-// oneDNN's ONEDNN_MAX_CPU_ISA; models/ffi_build.py checks the name) so that one machine can
+// oneDNN's ONEDNN_MAX_CPU_ISA; kernels/ffi_build.py checks the name) so that one machine can
 // test every build it can run.
 inline Isa BestIsa() {
   static const Isa best = [] {
@@ -53,7 +53,7 @@ inline Isa BestIsa() {
 
 }  // namespace lamina
 
-// BestIsa() for models/ffi_build.py to report: 0 baseline, 1 AVX2, 2 AVX-512.
+// BestIsa() for kernels/ffi_build.py to report: 0 baseline, 1 AVX2, 2 AVX-512.
 extern "C" __attribute__((visibility("default"), used)) inline int LaminaBestIsa() {
   return static_cast<int>(lamina::BestIsa());
 }

@@ -1,4 +1,4 @@
-// ParallelFor over XLA's own intra-op thread pool, for lamina's FFI kernels (models/*.cc).
+// ParallelFor over XLA's own intra-op thread pool, for lamina's FFI kernels (kernels/*.cc).
 //
 // Kernels that bring no thread pool of their own leave the cores to one scheduler, XLA's: a
 // second pool (OpenMP, say) spinning beside it is what makes small CPU kernels slow.

@@ -1,4 +1,4 @@
-"""Fused attention on CPU (models/cpu_attention.cc): softmax(q k^T / sqrt(H)) v in one call each way.
+"""Fused attention on CPU (kernels/cpu_attention.cc): softmax(q k^T / sqrt(H)) v in one call each way.
 
 XLA:CPU runs attention as a dozen small operations a layer (batched dots, the mask, the
 softmax's reductions and its gradient), each a separate pass over [B, K, T, G, S] arrays
@@ -11,7 +11,7 @@ CPU config went 43k -> 52k tokens/s with it on a 2-core AMX Xeon.
 
 What runs here: no mask or a causal one, q/k/v in float32 or bfloat16 (float32 maths
 throughout), grouped-query heads, on a single CPU device (XLA cannot partition an FFI
-call). Anything else stays with models/attention_core.py's einsum implementation.
+call). Anything else takes the einsum form (kernels/einsum_attention.py).
 """
 
 import functools
@@ -20,9 +20,9 @@ import os
 import jax
 import jax.numpy as jnp
 
-from models import ffi_build
+from kernels import ffi_build
 
-__all__ = ['attention', 'ffi_flops', 'isa', 'unavailable_reason', 'why_not']
+__all__ = ['attention', 'build_name', 'ffi_flops', 'isa', 'unavailable_reason', 'why_not']
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_attention.cc')
 _FORWARD, _BACKWARD = 'lamina_attention_forward', 'lamina_attention_backward'
@@ -33,6 +33,11 @@ def unavailable_reason() -> str | None:
   """None once the kernels are built and registered with XLA; else why they cannot be."""
   handlers = {_FORWARD: 'LaminaAttentionForward', _BACKWARD: 'LaminaAttentionBackward'}
   return ffi_build.register(handlers, lambda: ffi_build.load(_SOURCE))
+
+
+def build_name() -> str:
+  """How `describe` names this kernel's build, e.g. 'avx2 build'."""
+  return f'{isa()} build'
 
 
 def isa() -> str:
@@ -56,8 +61,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, 
   Raises a one-line ValueError where the kernel cannot run these operands (`why_not`).
   """
   if (reason := why_not(q, k, v, mask)) is not None:
-    raise ValueError(f"attention implementation 'fused' cannot run: {reason}; use 'auto' (the einsum "
-                     "implementation where the kernel cannot run) or 'einsum'")
+    raise ValueError(f'the fused CPU attention kernel cannot run: {reason}')
   return _attention(q, k, v, causal)
 
 

@@ -5,37 +5,34 @@ convolutions over transposed copies of the activations; oneDNN's brgemm kernels 
 PyTorch runs on a CPU) read NHWC as it is. On a 2-core EPYC (AVX2), Fashion-MNIST
 ResNet shapes at batch 128: forward 2-2.7x and forward + both gradients 1.5-3x faster
 per layer; the ResNet's whole train step 1.3x. The rest of the model stays XLA's, fused
-as before: only the convolutions become FFI calls (models/onednn_conv.cc).
+as before: only the convolutions become FFI calls (kernels/onednn_conv.cc).
 
 What runs here: 2-D, NHWC x HWIO, float32 (or bfloat16 where the CPU has bfloat16 kernels:
 AVX-512 BF16 or AMX, `bf16_implementation()`), no dilation, one feature group, padding
 >= 0. Anything else, and every shape on a run of several devices (XLA cannot partition
-an FFI call), goes to XLA (models/xla_conv.py). The library is oneDNN 3
+an FFI call), goes to XLA (kernels/xla_conv.py). The library is oneDNN 3
 from pip (`onednn-cpu-gomp`, `onednn-devel-cpu-gomp`: the setup.cfg requirements on
-x86-64 Linux), compiled on first use with the machine's g++ (models/ffi_build.py).
+x86-64 Linux), compiled on first use with the machine's g++ (kernels/ffi_build.py).
 
-`impl`, per model: 'xla' (never this), 'onednn' (required: a clear error if it cannot
-run), 'auto' (this on a single CPU device when the library builds, else XLA).
+kernels.use('auto') sends a run's convolutions here where `why_not()` is None
+(kernels/dispatch.py).
 """
 
 import ctypes
 import functools
 import glob
-import logging
 import os
 import sys
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import ffi_build, xla_conv
+from kernels import ffi_build, xla_conv
 
-__all__ = ['IMPLEMENTATIONS', 'bf16_implementation', 'conv_general_dilated', 'ffi_flops', 'resolve', 'threads_for',
-           'unavailable_reason']
+__all__ = ['bf16_implementation', 'build_name', 'conv_general_dilated', 'ffi_flops', 'threads_for', 'unavailable_reason',
+           'why_not']
 
-IMPLEMENTATIONS = ('xla', 'onednn', 'auto')
 _TARGETS = {
     'forward': ('lamina_onednn_conv_forward', 'OneDnnConvForward'),
     'backward_data': ('lamina_onednn_conv_backward_data', 'OneDnnConvBackwardData'),
@@ -45,8 +42,6 @@ _TARGETS = {
 _OPERANDS = {'forward': ('x', 'w', 'y'), 'backward_data': ('y', 'w', 'x'), 'backward_weights': ('x', 'y', 'w')}
 _INSTALL = 'pip install onednn-cpu-gomp onednn-devel-cpu-gomp'
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
-
-ConvFn = Callable[..., jax.Array]
 
 
 def _find_onednn() -> tuple[str, str]:
@@ -78,6 +73,11 @@ def _library() -> ctypes.CDLL:
   return ffi_build.load(source, include_dirs=[include_dir], library_dirs=[library_dir], libraries=['dnnl'])
 
 
+def build_name() -> str:
+  """How `describe` names what runs here, e.g. 'oneDNN (bf16: brgconv:avx512_core_amx)'."""
+  return f'oneDNN (bf16: {bf16_implementation() or "emulated, so f32 only"})'
+
+
 @functools.cache
 def bf16_implementation() -> str | None:
   """oneDNN's kernel for bfloat16 convolutions on this CPU (e.g. 'brgconv:avx512_core_amx'), or
@@ -95,38 +95,15 @@ def bf16_implementation() -> str | None:
 _NATIVE_BF16_ISAS = ('amx', 'bf16')
 
 
-def resolve(impl: str) -> ConvFn | None:
-  """The convolution function `impl` selects (None: lax's own); raises a one-line ValueError
-  for an unknown name, or for impl='onednn' where it cannot run."""
-  if impl not in IMPLEMENTATIONS:
-    raise ValueError(f'conv_impl={impl!r} is not one of {list(IMPLEMENTATIONS)}')
-  # XLA's own, on CPU with the weight gradient it runs fast inside loops (models/xla_conv.py).
-  xla = xla_conv.conv_general_dilated if jax.default_backend() == 'cpu' else None
-  if impl == 'xla':
-    return xla
-  why_not = _why_not_here()
-  if why_not is None:
-    return conv_general_dilated
-  if impl == 'onednn':
-    raise ValueError(f"conv_impl='onednn' cannot run: {why_not}; use conv_impl='auto' (XLA where oneDNN "
-                     "cannot run) or 'xla'")
-  _log_fallback(why_not)
-  return xla
-
-
-@functools.cache
-def _log_fallback(why_not: str) -> None:
-  logging.info('conv_impl=auto: XLA convolutions (%s)', why_not)
-
-
-def _why_not_here() -> str | None:
+def why_not() -> str | None:
+  """None where this run's convolutions can go to oneDNN; else why not, in a few words."""
   return ffi_build.placement_reason() or unavailable_reason()
 
 
 def conv_general_dilated(*args, **kwargs) -> jax.Array:
   """`lax.conv_general_dilated` (the same arguments), through oneDNN where it can run (see the module docstring).
 
-  bfloat16 operands accumulate in float32 and come back in float32, as models/matmul.py's
+  bfloat16 operands accumulate in float32 and come back in float32, as kernels/matmul.py's
   matmuls do, where lax would round the result to bf16: the BatchNorm after a convolution
   computes in float32, and XLA would otherwise write a float32 copy of every output.
   """
