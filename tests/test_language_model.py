@@ -226,4 +226,4 @@ def test_sampling_without_a_language_model_checkpoint_says_why(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'train_lib.sample', f'--workdir={tmp_path}'], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
   assert result.returncode != 0
-  assert result.stderr.strip().splitlines()[-1].startswith('lamina: sample: no checkpoint in')
+  assert result.stderr.strip().splitlines()[-1].startswith('lamina: sample: --workdir: no checkpoint in')

@@ -9,6 +9,7 @@ import pytest
 from train_lib import optimizers
 from train_lib.config_defaults import base_config
 from train_lib.errors import ConfigError
+from train_lib.train_state import TrainState
 
 
 def _cfg(**kw):
@@ -90,11 +91,12 @@ def test_accumulated_gradient_is_the_mean_over_micro_batches():
   from train_lib import gradients
   x = jnp.arange(8.0)
 
-  def grad_fn(params, model_state, batch, rng):
+  def grad_fn(params, state, batch, rng):
     grads = jax.grad(lambda p: jnp.mean((p * batch['x']) ** 2))(params)
-    return grads, model_state, {'loss': jnp.mean(batch['x'])}
+    return grads, state.model_state, {'loss': jnp.mean(batch['x'])}
 
-  full, _, _ = grad_fn(1.5, {}, {'x': x}, None)
-  accumulated, _, metrics = gradients.accumulate(grad_fn, 4, 1.5, {}, {'x': x}, jax.random.PRNGKey(0))
+  state = TrainState(step=0, params=1.5, opt_state=None, model_state={}, frozen={}, ema_params=None, rng=None)
+  full, _, _ = grad_fn(1.5, state, {'x': x}, None)
+  accumulated, _, metrics = gradients.accumulate(grad_fn, 4, state, {'x': x}, jax.random.PRNGKey(0))
   assert float(accumulated) == pytest.approx(float(full))
   assert float(metrics['loss']) == pytest.approx(3.5)

@@ -5,6 +5,8 @@ models/recurrent.py's docstring; the seasonal-naive numbers the trainer prints a
 checked against a direct computation on the raw series.
 """
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -218,7 +220,8 @@ def test_forecast_metrics_are_in_data_units():
   batch = {'context': jnp.asarray(rng.normal(size=(4, 36)), jnp.float32),
            'label': jnp.asarray(rng.normal(size=(4, 12)), jnp.float32)}
   params = nn.meta.unbox(jax.jit(task.init_variables)(_key(0), batch))['params']
-  evaluate = jax.jit(lambda batch: task.eval_metrics(params, {}, batch))
+  state = types.SimpleNamespace(model_state={})  # all the task reads of the train state
+  evaluate = jax.jit(lambda batch: task.eval_metrics(params, state, batch))
   metrics, scaled = evaluate(batch), evaluate(jax.tree.map(lambda v: 3 * v + 100, batch))
   # Each window is standardized by its own context: 3x the data gives 3x the errors.
   for name in ('mae', 'rmse', 'naive_mae', 'naive_rmse'):

@@ -75,16 +75,18 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, state: TrainState, data_state: bytes, *, force: bool = False) -> None:
-    items = dict(state=ocp.args.StandardSave(state), data=DataStateSave(_IteratorSnapshot(data_state)),
+    """Saves `state` but its frozen parts, which their own runs hold."""
+    items = dict(state=ocp.args.StandardSave(state.replace(frozen=None)), data=DataStateSave(_IteratorSnapshot(data_state)),
                  config=ocp.args.JsonSave(self._config))
     if self._tokenizer:
       items['tokenizer'] = ocp.args.JsonSave(self._tokenizer)
     self._manager.save(step, force=force, args=ocp.args.Composite(**items))
 
   def restore(self, step: int, abstract_state: TrainState, data_iterator) -> TrainState:
-    """Restores onto the shardings carried by `abstract_state`; sets the iterator's position."""
+    """Restores onto the shardings carried by `abstract_state`; sets the iterator's position.
+    The state comes back without its frozen parts (None)."""
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
+        state=ocp.args.StandardRestore(abstract_state.replace(frozen=None)),
         data=DataStateRestore(data_iterator),
     ))
     return restored.state

@@ -16,7 +16,7 @@ def _check_keys(config: ml_collections.ConfigDict, schema: ml_collections.Config
     if key not in schema:
       where = f'{prefix}{key}'
       raise ConfigError(f"unknown config key '{where}'; valid keys here are {sorted(schema.keys())}")
-    if prefix == '' and key in OPEN_SECTIONS:
+    if f'{prefix}{key}' in OPEN_SECTIONS:
       continue
     if isinstance(schema[key], ml_collections.ConfigDict):
       _check_keys(config[key], schema[key], f'{prefix}{key}.')

@@ -1,7 +1,8 @@
 """Every key the trainer reads, with its default. Experiments start from `base_config()`.
 
-`model` and `task` are open sections: their keys belong to the chosen model or task,
-which check them by name. Every other section is closed: an unknown key is an error.
+The OPEN_SECTIONS' keys belong to what they choose (the model, the task, each evaluator,
+frozen part and optimizer group), which check them by name. Every other section is
+closed: an unknown key is an error.
 """
 
 import ml_collections
@@ -54,9 +55,17 @@ def base_config() -> ml_collections.ConfigDict:
       'weight_decay': 0.0,
       'weight_decay_mask': 'kernels',
       'grad_clip_norm': 0.0,  # 0 disables clipping
+      # name -> {'params': regex over parameter paths, any field above}: train_lib/optimizers.py
+      'groups': ml_collections.ConfigDict(),
   })
   c.log_every = 50
   c.eval_every = 0  # 0: evaluate only at the end
+  # name -> {'type', and optionally 'every', 'split', 'pp', 'batch_size' (default: eval_every,
+  # data.eval_split, data.pp_eval, eval_batch_size) and the type's own keys}: train_lib/evaluators/.
+  # Each writes '<name>/<metric>'; all of them run after the last step.
+  c.evals = ml_collections.ConfigDict({'eval': {'type': 'per_example'}})
+  # name -> {'workdir', 'step', 'ema'}: networks restored read-only from other runs (train_lib/frozen.py).
+  c.frozen = ml_collections.ConfigDict()
   c.checkpoint = ml_collections.ConfigDict({'every': 500, 'keep': 3, 'async_save': True})
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1, 'expert': 1})
   c.sharding_rules = mesh.DEFAULT_RULES
@@ -69,4 +78,4 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-OPEN_SECTIONS = ('model', 'task', 'compiler_options')
+OPEN_SECTIONS = ('model', 'task', 'compiler_options', 'evals', 'frozen', 'optimizer.groups')

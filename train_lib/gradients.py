@@ -6,7 +6,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-GradFn = Callable[[Any, Any, dict, jax.Array], tuple[Any, Any, dict]]
+from train_lib.train_state import TrainState
+
+GradFn = Callable[[Any, TrainState, dict, jax.Array], tuple[Any, Any, dict]]
 
 
 def micro_batches(batch: dict, count: int) -> dict:
@@ -19,22 +21,21 @@ def micro_batches(batch: dict, count: int) -> dict:
   return jax.tree.map(split, batch)
 
 
-def accumulate(grad_fn: GradFn, accum_steps: int, params, model_state, batch: dict, rng: jax.Array):
-  """`grad_fn` over `accum_steps` micro-batches: (mean grads, final model_state, mean metrics).
-
-  Mutable state (BatchNorm statistics) threads through the micro-batches in order.
-  """
+def accumulate(grad_fn: GradFn, accum_steps: int, state: TrainState, batch: dict, rng: jax.Array):
+  """`grad_fn(state.params, state, ...)` over `accum_steps` micro-batches: (mean grads, final
+  model_state, mean metrics). Mutable state (BatchNorm statistics) threads through them in order."""
   if accum_steps == 1:
-    return grad_fn(params, model_state, batch, rng)
+    return grad_fn(state.params, state, batch, rng)
 
   def body(carry, xs):
     grad_sum, model_state = carry
     micro_batch, index = xs
-    grads, model_state, metrics = grad_fn(params, model_state, micro_batch, jax.random.fold_in(rng, index))
+    grads, model_state, metrics = grad_fn(state.params, state.replace(model_state=model_state), micro_batch,
+                                          jax.random.fold_in(rng, index))
     return (jax.tree.map(jnp.add, grad_sum, grads), model_state), metrics
 
-  zeros = jax.tree.map(jnp.zeros_like, params)
+  zeros = jax.tree.map(jnp.zeros_like, state.params)
   (grad_sum, model_state), metrics = jax.lax.scan(
-      body, (zeros, model_state), (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
+      body, (zeros, state.model_state), (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
   grads = jax.tree.map(lambda g: g / accum_steps, grad_sum)
   return grads, model_state, jax.tree.map(jnp.mean, metrics)

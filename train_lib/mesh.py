@@ -75,3 +75,22 @@ def batch_sharding(mesh: Mesh, rules: Sequence, leading_dims: int = 0) -> NamedS
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
+
+
+def global_batch(local: dict, sharding: NamedSharding) -> dict:
+  """This process's rows of a batch -> global arrays whose example axis (the first) `sharding`
+  splits; every process passes its own equal share."""
+
+  def to_global(x: np.ndarray) -> jax.Array:
+    return jax.make_array_from_process_local_data(sharding, x, (x.shape[0] * jax.process_count(), *x.shape[1:]))
+
+  return jax.tree.map(to_global, local)
+
+
+def replicated_to_host(tree):
+  """Host copies of replicated arrays, from this process's own replica.
+
+  A global array spanning other processes' devices cannot be fetched whole; a
+  replicated one has every value on the first local device already.
+  """
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)

@@ -1,9 +1,14 @@
-"""metrics.jsonl (one JSON object per logged step) and TensorBoard event files."""
+"""metrics.jsonl (one JSON object per logged step), TensorBoard event files, and images as
+PNGs under WORKDIR/samples/ (and TensorBoard images)."""
 
 import importlib
 import json
 import os
+import re
 import sys
+
+import numpy as np
+from PIL import Image
 
 
 def _import_tensorboardx():
@@ -36,6 +41,7 @@ class MetricWriter:
     if not enabled:
       return
     self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.samples = os.path.join(workdir, 'samples')
     _truncate_after(self.path, resume_step)
     self._file = open(self.path, 'a', encoding='utf-8')
     self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1)
@@ -47,6 +53,21 @@ class MetricWriter:
     self._file.flush()
     for name, value in metrics.items():
       self._tb.add_scalar(name, value, step)
+
+  def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
+    """Each [H, W, C] uint8 image (C = 1 or 3) as samples/<key>_<step>.png and a TensorBoard image."""
+    if not self.enabled:
+      return
+    os.makedirs(self.samples, exist_ok=True)
+    for key, image in images.items():
+      image = np.asarray(image)
+      if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(f'image {key!r} must be [H, W, 1 or 3] uint8, got {image.shape} {image.dtype}')
+      file_name = re.sub(r'[^\w.-]+', '_', key)  # 'eval/grid' -> 'eval_grid'
+      path = os.path.join(self.samples, f'{file_name}_{step}.png')
+      Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path + '.tmp', format='PNG')
+      os.replace(path + '.tmp', path)
+      self._tb.add_image(key, image, step, dataformats='HWC')
 
   def close(self) -> None:
     if self.enabled:

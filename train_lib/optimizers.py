@@ -1,12 +1,29 @@
-"""Optimizers and learning-rate schedules built from `config.optimizer`."""
+"""Optimizers and learning-rate schedules built from `config.optimizer`, per parameter group.
 
-from collections.abc import Callable
+  config.optimizer.groups.head = {'params': 'head/.*', 'learning_rate': 1e-2}
+
+A group takes the parameters whose path ('stage1_block1/conv_0/kernel', 'generator/...')
+matches its `params` regex in full (default '<group name>/.*': a task's model of that
+name) and any optimizer field of its own; the rest is the top-level settings'. Parameters
+no group takes form the 'default' group.
+"""
+
+import copy
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
+from flax import linen as nn
 
+from train_lib import registry
 from train_lib.errors import ConfigError
+
+DEFAULT_GROUP = 'default'
 
 SCHEDULES = ('constant', 'cosine', 'linear')
 DECAY_MASKS = ('kernels', 'all')
@@ -56,21 +73,55 @@ OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw')
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Checks `config.optimizer` and each of its groups; every failure is one ConfigError line."""
+  _groups(cfg)
+
+
+def _validate_settings(cfg: ml_collections.ConfigDict, where: str) -> None:
   if cfg.name not in OPTIMIZERS:
-    raise ConfigError(f"optimizer.name: unknown '{cfg.name}'; valid optimizers are {list(OPTIMIZERS)}")
+    raise ConfigError(f"{where}.name: unknown '{cfg.name}'; valid optimizers are {list(OPTIMIZERS)}")
   if cfg.schedule not in SCHEDULES:
-    raise ConfigError(f"optimizer.schedule: unknown '{cfg.schedule}'; valid schedules are {list(SCHEDULES)}")
+    raise ConfigError(f"{where}.schedule: unknown '{cfg.schedule}'; valid schedules are {list(SCHEDULES)}")
   if cfg.weight_decay_mask not in DECAY_MASKS:
     raise ConfigError(
-        f"optimizer.weight_decay_mask: unknown '{cfg.weight_decay_mask}'; valid masks are {list(DECAY_MASKS)}")
+        f"{where}.weight_decay_mask: unknown '{cfg.weight_decay_mask}'; valid masks are {list(DECAY_MASKS)}")
   for key in ('learning_rate', 'weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if cfg[key] < 0:
-      raise ConfigError(f'optimizer.{key} must be >= 0, got {cfg[key]}')
+      raise ConfigError(f'{where}.{key} must be >= 0, got {cfg[key]}')
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+@dataclasses.dataclass(frozen=True)
+class _Group:
+  name: str
+  pattern: re.Pattern | None  # None: the default group, which takes what no other group does
+  settings: ml_collections.ConfigDict
+
+
+def _groups(cfg: ml_collections.ConfigDict) -> list[_Group]:
+  """The default group (the top-level settings), then each of `cfg.groups` with its own settings
+  over the top-level ones; all checked."""
+  base = ml_collections.ConfigDict({k: v for k, v in cfg.items() if k != 'groups'})
+  _validate_settings(base, 'optimizer')
+  groups = [_Group(DEFAULT_GROUP, None, base)]
+  for name, overrides in cfg.get('groups', {}).items():
+    where = f'optimizer.groups.{name}'
+    if name == DEFAULT_GROUP:
+      raise ConfigError(f"{where}: '{DEFAULT_GROUP}' names the parameters no group takes; give the group "
+                        'another name')
+    registry.check_keys(overrides.keys(), [*base.keys(), 'params'], where=where)
+    settings = copy.deepcopy(base)
+    settings.update({k: v for k, v in overrides.items() if k != 'params'})
+    _validate_settings(settings, where)
+    try:
+      pattern = re.compile(overrides.get('params', f'{name}/.*'))
+    except re.error as e:
+      raise ConfigError(f'{where}.params is not a regex: {e}') from e
+    groups.append(_Group(name, pattern, settings))
+  return groups
+
+
+def make_transform(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
   """Clip -> (coupled L2 decay for non-adamw) -> optimizer, with the schedule applied."""
-  validate(cfg)
   lr = make_schedule(cfg, total_steps)
   parts = []
   if cfg.grad_clip_norm > 0:
@@ -80,3 +131,71 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
     parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=_decay_mask(cfg.weight_decay_mask)))
   parts.append(_base(cfg, lr))
   return optax.chain(*parts)
+
+
+def param_paths(params: Any) -> Any:
+  """The tree of `params` with each parameter replaced by its path, 'block_0/mlp/up/kernel'.
+
+  Parameters may still be wrapped in their logical-axis boxes (as at init)."""
+  is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path), params, is_leaf=is_box)
+
+
+class Optimizer:
+  """Each parameter group's optax transformation (optax.multi_transform), stepped together
+  or group by group.
+
+  `update(..., groups=('discriminator',))` steps only the named groups: the others get zero
+  updates and keep their optimizer state as it was, so one train step can update a GAN's
+  discriminator and then its generator, each through its own optimizer.
+  """
+
+  def __init__(self, cfg: ml_collections.ConfigDict, total_steps: int):
+    groups = _groups(cfg)
+    self.groups = tuple(group.name for group in groups)
+    self._patterns = {group.name: group.pattern for group in groups if group.pattern is not None}
+    self._tx = optax.multi_transform({group.name: make_transform(group.settings, total_steps) for group in groups},
+                                     self.labels)
+
+  def labels(self, params: Any) -> Any:
+    """The group of every parameter; a group that takes none is a ConfigError naming some paths."""
+    paths = param_paths(params)
+
+    def group(path: str) -> str:
+      matches = [name for name, pattern in self._patterns.items() if pattern.fullmatch(path)]
+      if len(matches) > 1:
+        raise ConfigError(f'parameter {path} matches optimizer groups {matches}; make their params regexes disjoint')
+      return matches[0] if matches else DEFAULT_GROUP
+
+    labels = jax.tree.map(group, paths)
+    taken = set(jax.tree.leaves(labels))
+    for name, pattern in self._patterns.items():
+      if name not in taken:
+        examples = ', '.join(jax.tree.leaves(paths)[:4])
+        raise ConfigError(f"optimizer.groups.{name}: params '{pattern.pattern}' matches no parameter; "
+                          f'parameter paths look like {examples}')
+    return labels
+
+  def init(self, params: Any) -> Any:
+    return self._tx.init(params)
+
+  def update(self, grads: Any, opt_state: Any, params: Any,
+             groups: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """(updates, new opt_state) for the named groups (default all)."""
+    updates, new_state = self._tx.update(grads, opt_state, params)
+    if groups is None:
+      return updates, new_state
+    unknown = sorted(set(groups) - set(self.groups))
+    if unknown:
+      raise ValueError(f'no optimizer group {unknown}; the groups are {list(self.groups)}')
+    stepped = jax.tree.map(lambda label: label in groups, self.labels(params))
+    updates = jax.tree.map(lambda take, u: u if take else jnp.zeros_like(u), stepped, updates)
+    inner = {name: new_state.inner_states[name] if name in groups else opt_state.inner_states[name]
+             for name in self.groups}
+    return updates, new_state._replace(inner_states=inner)
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> Optimizer:
+  """The optimizer `config.optimizer` describes, over `total_steps` steps."""
+  return Optimizer(cfg, total_steps)

@@ -9,19 +9,16 @@ Parameters are the EMA ones when the run kept an EMA (as evaluation uses).
 """
 
 import functools
-import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
-import orbax.checkpoint as ocp
 from absl import app, flags
 from flax import linen as nn
 
 import kernels
 from input_pipeline import tokenizers
-from train_lib import log_filter, sampling
+from train_lib import from_run, log_filter, sampling
 from train_lib.errors import ConfigError
 from train_lib.tasks.classification import build_model
 
@@ -37,34 +34,22 @@ flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
 def load_model(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, tokenizers.Tokenizer, str]:
   """(model, params, tokenizer, the run's config.kernels) from a language-model run's checkpoint;
   one-line ValueError otherwise."""
-  directory = os.path.join(workdir, 'checkpoints')
-  manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
-  step = step if step is not None else (manager.latest_step() if manager else None)
-  if step is None:
-    raise ValueError(f'no checkpoint in {directory}; train first, e.g. python -m train_lib.main '
-                     f'--config=experiments/shakespeare_gpt.py --workdir={workdir}')
-  if step not in manager.all_steps():
-    raise ValueError(f'no checkpoint at step {step} in {directory}; steps: {list(manager.all_steps())}')
-  if not (manager.directory / str(step) / 'tokenizer').exists():
+  source = from_run.open_run(workdir, step, what='--workdir')
+  if not source.has_item('tokenizer'):
     raise ValueError(f'the run in {workdir} did not train a language model on text (its checkpoint has no '
                      'tokenizer); sampling needs one, e.g. experiments/shakespeare_gpt.py')
-  meta = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore(),
-                                                       tokenizer=ocp.args.JsonRestore()))
-  config = ml_collections.ConfigDict(meta.config)
-  tokenizer = tokenizers.from_json(meta.tokenizer)
+  config = source.config
+  tokenizer = tokenizers.from_json(from_run.read_json(source, 'tokenizer'))
   model = build_model(config.model, config, vocab_size=tokenizer.vocab_size)
   if not hasattr(model, 'decode'):
     raise ValueError(f'model {config.model.name!r} has no KV-cache decoding; sampling supports Transformer LMs '
                      '(transformer_lm)')
   init = functools.partial(model.init, train=False)
-  abstract = nn.meta.unbox(jax.eval_shape(init, jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32)))['params']
+  shapes = nn.meta.unbox(jax.eval_shape(init, jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32)))['params']
   key = 'ema_params' if config.ema_decay > 0 else 'params'
-  target = {key: abstract}
-  on_device = ocp.ArrayRestoreArgs(sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      target, restore_args=jax.tree.map(lambda _: on_device, target), partial_restore=True)))
-  manager.close()
-  return model, restored.state[key], tokenizer, config.get('kernels', 'auto')
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+  return model, from_run.restore(source, {key: target})[key], tokenizer, config.get('kernels', 'auto')
 
 
 def main(argv: list[str]) -> None:

@@ -10,16 +10,16 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
 from train_lib.errors import ConfigError
+from train_lib.optimizers import Optimizer
 from train_lib.tasks.base import Task
 from train_lib.train_state import TrainState
 
 
-def boxed_state_fn(task: Task, tx: optax.GradientTransformation, sample_batch: dict,
+def boxed_state_fn(task: Task, tx: Optimizer, sample_batch: dict,
                    use_ema: bool) -> Callable[[jax.Array], TrainState]:
   """rng -> TrainState whose arrays are still wrapped with their logical axis names."""
 
@@ -33,6 +33,7 @@ def boxed_state_fn(task: Task, tx: optax.GradientTransformation, sample_batch: d
         # optax maps over the boxes, so optimizer moments inherit the params' axes.
         opt_state=tx.init(params),
         model_state=variables,
+        frozen={},  # the trainer attaches config.frozen's parts (train_lib/frozen.py)
         ema_params=jax.tree.map(jnp.copy, params) if use_ema else None,
         rng=run_rng,
     )

@@ -1,7 +1,7 @@
-"""The jitted pure functions of the loop: K train steps per call, and eval sums.
+"""The jitted pure function of the loop: K train steps per call.
 
-Both are built from a task and never touch the host: metrics are reduced on the
-device and fetched only when the loop logs.
+Built from a task, it never touches the host: metrics are reduced on the device and
+fetched only when the loop logs.
 """
 
 from collections.abc import Callable
@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from train_lib.optimizers import Optimizer
 from train_lib.tasks.base import Metrics, Task
 from train_lib.train_state import TrainState
 
@@ -17,7 +18,7 @@ from train_lib.train_state import TrainState
 ALL_FINITE = jnp.iinfo(jnp.int32).max
 
 
-def make_train_call(task: Task, tx: optax.GradientTransformation, *, accum_steps: int,
+def make_train_call(task: Task, tx: Optimizer, *, accum_steps: int,
                     ema_decay: float) -> Callable[[TrainState, dict], tuple[TrainState, Metrics]]:
   """(state, K stacked batches) -> (state after K steps, metrics averaged over them)."""
 
@@ -45,20 +46,3 @@ def make_train_call(task: Task, tx: optax.GradientTransformation, *, accum_steps
     return state, summary
 
   return train_call
-
-
-def make_eval_step(task: Task, *, use_ema: bool) -> Callable[[TrainState, dict], Metrics]:
-  """Masked (and task-weighted) sums of the per-example metrics, plus the total weight as 'count'."""
-
-  def eval_step(state: TrainState, batch: dict) -> Metrics:
-    params = state.ema_params if use_ema else state.params
-    per_example = task.eval_metrics(params, state.model_state, batch)
-    mask = batch['mask']
-    weights = task.eval_weights(batch)
-    if weights is not None:
-      mask = mask * weights
-    sums = {name: jnp.sum(values * mask) for name, values in per_example.items()}
-    sums['count'] = jnp.sum(mask)
-    return sums
-
-  return eval_step

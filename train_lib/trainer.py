@@ -1,7 +1,7 @@
 """The one trainer: `train_and_evaluate(config, workdir)` for every task.
 
-config -> checks -> mesh -> data -> task -> sharded state (restored or fresh)
--> loop of jitted calls of K steps -> metrics / evaluation / checkpoints.
+config -> checks -> mesh -> data -> task, frozen parts, evaluators -> sharded state
+(restored or fresh) -> loop of jitted calls of K steps -> metrics / evaluators / checkpoints.
 """
 
 import math
@@ -16,11 +16,12 @@ from jax.sharding import Mesh
 
 import input_pipeline
 import kernels
-from train_lib import accounting, compiler_options, config_check, dry_run, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib
+from train_lib import (accounting, compiler_options, config_check, dry_run, evaluators, frozen, log_filter, precision,
+                       state_init, steps, tasks, workdir as workdir_lib)
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.feeder import Feeder
-from train_lib.mesh import batch_sharding, data_parallel_size, make_mesh, replicated
+from train_lib.mesh import batch_sharding, data_parallel_size, make_mesh, replicated, replicated_to_host
 from train_lib.metric_writer import MetricWriter
 from train_lib.preemption import PreemptionWatcher
 from train_lib.profiling import Profiler
@@ -44,15 +45,6 @@ def _peek(iterator) -> dict:
   batch = next(iterator)
   iterator.set_state(start)
   return batch
-
-
-def replicated_to_host(tree):
-  """Host copies of replicated arrays, from this process's own replica.
-
-  A global array spanning other processes' devices cannot be fetched whole; a
-  replicated one has every value on the first local device already.
-  """
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
 def _summarize(pending: list[dict]) -> dict[str, float]:
@@ -79,6 +71,7 @@ class _Run:
     self.compiler_options = compiler_options.from_config(config)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
     config_check.validate_batch_layout(config, data_parallel_size(mesh, self.rules), self.process_count)
+    self.frozen_parts = frozen.parts(config)
     data_info = input_pipeline.dataset_info(config.data)
     self.task = tasks.get(config, data_info)
     self.total_steps = resolve_total_steps(config, input_pipeline.num_examples(config.data, config.data.train_split))
@@ -90,14 +83,33 @@ class _Run:
     self.sample = _peek(self.iterator)
     self.rng = jax.random.PRNGKey(config.seed)
     self.create_state = state_init.boxed_state_fn(self.task, self.tx, self.sample, use_ema=config.ema_decay > 0)
-    self.abstract_state, self.shardings = state_init.state_shardings(self.create_state, self.rng, mesh, self.rules)
-    self.workdir = workdir_lib.prepare(workdir)  # last check: a bad config leaves no directory behind
+    abstract, shardings = state_init.state_shardings(self.create_state, self.rng, mesh, self.rules)
+    # Frozen parts join the state replicated, with their saved shapes.
+    self.frozen_spec = frozen.abstract_variables(self.frozen_parts, mesh)
+    self.abstract_state = abstract.replace(frozen=jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), self.frozen_spec))
+    self.shardings = shardings.replace(frozen=jax.tree.map(lambda s: s.sharding, self.frozen_spec))
+    self.workdir = workdir_lib.absolute(workdir)
+    self.evaluators = evaluators.build(config, evaluators.Context(
+        config=config, task=self.task, mesh=mesh, rules=self.rules, state_shardings=self.shardings,
+        workdir=self.workdir, compiler_options=self.compiler_options))
+    workdir_lib.prepare(self.workdir)  # last check: a bad config leaves no directory behind
 
-  def local_to_global(self, local: dict, sharding) -> dict:
-    def to_global(x):
-      shape = (x.shape[0] * self.process_count, *x.shape[1:])
-      return jax.make_array_from_process_local_data(sharding, x, shape)
-    return jax.tree.map(to_global, local)
+  def fresh_state(self):
+    """The initial train state, with the frozen parts restored from their runs."""
+    state = state_init.init_state(self.create_state, self.rng, self.shardings.replace(frozen={}))
+    return state.replace(frozen=frozen.restore(self.frozen_parts, self.frozen_spec))
+
+  def evaluate(self, state, step: int, *, is_last: bool, writer: MetricWriter | None = None) -> dict[str, float]:
+    """The scalars of every evaluator due at `step`, as '<name>/<key>'; images go to `writer`."""
+    scalars = {}
+    for evaluator in self.evaluators:
+      if evaluator.due(step, is_last):
+        result = evaluator.run(state)
+        scalars.update({f'{evaluator.name}/{key}': value for key, value in result.scalars.items()})
+        if writer is not None and result.images:
+          writer.write_images(step, {f'{evaluator.name}/{key}': image for key, image in result.images.items()})
+    return scalars
 
 
 def logical_rules(config: ml_collections.ConfigDict) -> tuple:
@@ -130,28 +142,6 @@ def _compile(run: _Run):
   return compiled, accounting.matmul_flops(train_call, state_spec, batch_spec) / (k * run.mesh.size)
 
 
-def _evaluator(run: _Run):
-  """state -> {'eval/...': mean over the whole eval split, each example counted once}."""
-  eval_batches = batch_sharding(run.mesh, run.rules)
-  eval_step = jax.jit(steps.make_eval_step(run.task, use_ema=run.config.ema_decay > 0),
-                      in_shardings=(run.shardings, eval_batches), out_shardings=replicated(run.mesh),
-                      compiler_options=run.compiler_options)
-  config = run.config
-
-  def evaluate(state) -> dict[str, float]:
-    totals = None
-    for local in input_pipeline.make_eval_batches(
-        config.data, split=config.data.eval_split, global_batch_size=config.eval_batch_size,
-        process_index=run.process_index, process_count=run.process_count):
-      sums = eval_step(state, run.local_to_global(local, eval_batches))
-      totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = replicated_to_host(totals)
-    count = totals.pop('count')
-    return {f'eval/{run.task.eval_count_name}': int(count), **{f'eval/{name}': float(value / count) for name, value in totals.items()}}
-
-  return evaluate
-
-
 def _train(run: _Run) -> dict[str, float]:
   config = run.config
   train_call, flops = _compile(run)
@@ -167,17 +157,17 @@ def _train(run: _Run) -> dict[str, float]:
   if start:
     logging.info('Resuming from the checkpoint at step %d', start)
     state = checkpointer.restore(start, state_init.with_shardings(run.abstract_state, run.shardings), run.iterator)
+    state = state.replace(frozen=frozen.restore(run.frozen_parts, run.frozen_spec))
   else:
-    state = state_init.init_state(run.create_state, run.rng, run.shardings)
+    state = run.fresh_state()
   if run.process_index == 0:
     workdir_lib.write_config(run.workdir, config)
-  evaluate = _evaluator(run)
   writer = MetricWriter(run.workdir, enabled=run.process_index == 0, resume_step=start)
   if start >= run.total_steps:
     logging.info('The run in %s is already complete at step %d', run.workdir, start)
     writer.close()
     checkpointer.close()
-    return evaluate(state)
+    return run.evaluate(state, start, is_last=True)
 
   feeder = Feeder(run.iterator, steps_per_call=k, sharding=batch_sharding(run.mesh, run.rules, leading_dims=1),
                   process_count=run.process_count)
@@ -211,8 +201,7 @@ def _train(run: _Run) -> dict[str, float]:
         record.update(_summarize(pending))
         record.update(progress.rates(step))
         pending = []
-      if (config.eval_every and step % config.eval_every == 0) or is_last:
-        record.update(evaluate(state))
+      record.update(run.evaluate(state, step, is_last=is_last, writer=writer))
       if record:
         writer.write(step, record)
         if run.process_index == 0:

@@ -9,9 +9,14 @@ import ml_collections
 from train_lib.errors import ConfigError
 
 
+def absolute(workdir: str) -> str:
+  """`workdir` as an absolute path, `~` expanded."""
+  return os.path.abspath(os.path.expanduser(workdir))
+
+
 def prepare(workdir: str) -> str:
   """Creates `workdir` if needed and proves it writable; returns its absolute path."""
-  path = os.path.abspath(os.path.expanduser(workdir))
+  path = absolute(workdir)
   try:
     os.makedirs(path, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix='.write_check'):

@@ -4,17 +4,17 @@ A task owns its model(s), initialisation, loss and evaluation metrics. It knows
 nothing about meshes, data loading, checkpoints or the loop. The trainer calls:
 
   init_variables(rng, batch) -> {'params': ..., other collections ...}  (boxed, logical axes)
-  make_optimizer(total_steps) -> optax transformation over all params
+  make_optimizer(total_steps) -> train_lib.optimizers.Optimizer over all params, by group
   train_step(state, batch, rng, tx, accum_steps) -> (state, metrics)   # one optimizer step
-  eval_metrics(params, model_state, batch) -> {name: per-example values}
+  eval_metrics(params, state, batch) -> {name: per-example values}     # the per_example evaluator's
 
 The default `train_step` differentiates `loss` (through `compute_grads`, over
-micro-batches) and applies `tx` once. Families override the piece they need:
-a GAN overrides `train_step` to update its discriminator and then its generator,
-each with its half of an `optax.multi_transform` optimizer over {'d': ..., 'g': ...};
-distillation keeps the frozen teacher in a non-'params' collection, so it is never
-differentiated; contrastive and language-model tasks only define `loss`; a diffusion
-task's sampler runs in its own evaluator.
+micro-batches) and applies `tx` to every parameter group. A task with several models
+keys their params by model name ({'generator': ..., 'discriminator': ...}), which names
+their optimizer groups (config.optimizer.groups), and may override `train_step` to step
+the groups in sequence with `state.apply_gradients(tx, grads, groups=[...])`. Networks
+restored read-only from other runs (a teacher) are frozen parts: `frozen.part(config,
+name)` gives the model, `state.frozen[name]` its variables.
 """
 
 import abc
@@ -24,8 +24,7 @@ import jax
 import ml_collections
 import optax
 
-from train_lib import gradients, optimizers
-from train_lib.errors import ConfigError
+from train_lib import gradients, optimizers, registry
 from train_lib.train_state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -43,10 +42,7 @@ class Task(abc.ABC):
   def __init__(self, config: ml_collections.ConfigDict, data_info: dict):
     self.config = config
     self.data_info = data_info
-    unknown = set(config.task.keys()) - set(self.config_fields) - {'name'}
-    if unknown:
-      raise ConfigError(f"task '{config.task.name}': unknown key(s) {sorted(unknown)}; "
-                        f'valid keys are {sorted(self.config_fields)}')
+    registry.check_keys(config.task.keys(), [*self.config_fields, 'name'], where=f"task '{config.task.name}'")
 
   def arg(self, key: str) -> Any:
     """A `config.task` field, or the task's default for it."""
@@ -57,32 +53,30 @@ class Task(abc.ABC):
     """All variables of the task's models, still boxed with their logical axes."""
 
   @abc.abstractmethod
-  def loss(self, params: Any, model_state: Any, batch: dict, rng: jax.Array) -> tuple[jax.Array, tuple[Any, Metrics]]:
-    """(scalar loss, (new model_state, metrics)) for one training batch."""
+  def loss(self, params: Any, state: TrainState, batch: dict, rng: jax.Array) -> tuple[jax.Array, tuple[Any, Metrics]]:
+    """(scalar loss, (new model_state, metrics)) for one training batch; `params` are differentiated,
+    `state` gives the rest (model_state, frozen parts, step)."""
 
   @abc.abstractmethod
-  def eval_metrics(self, params: Any, model_state: Any, batch: dict) -> Metrics:
-    """Per-example metric values of shape [batch]; the trainer masks padding and averages."""
+  def eval_metrics(self, params: Any, state: TrainState, batch: dict) -> Metrics:
+    """Per-example metric values of shape [batch]; the evaluator masks padding and averages."""
 
   def eval_weights(self, batch: dict) -> jax.Array | None:
     """Per-example weights of the eval averages ([batch]); None weighs every example 1."""
     del batch
     return None
 
-  def make_optimizer(self, total_steps: int) -> optax.GradientTransformation:
+  def make_optimizer(self, total_steps: int) -> optimizers.Optimizer:
     return optimizers.make_optimizer(self.config.optimizer, total_steps)
 
-  def compute_grads(self, params: Any, model_state: Any, batch: dict, rng: jax.Array) -> tuple[Any, Any, Metrics]:
+  def compute_grads(self, params: Any, state: TrainState, batch: dict, rng: jax.Array) -> tuple[Any, Any, Metrics]:
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
-    (loss, (model_state, metrics)), grads = grad_fn(params, model_state, batch, rng)
+    (loss, (model_state, metrics)), grads = grad_fn(params, state, batch, rng)
     return grads, model_state, {'loss': loss, **metrics}
 
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array, tx: optax.GradientTransformation,
+  def train_step(self, state: TrainState, batch: dict, rng: jax.Array, tx: optimizers.Optimizer,
                  accum_steps: int) -> tuple[TrainState, Metrics]:
     """One optimizer step; the trainer adds the step count and the EMA."""
-    grads, model_state, metrics = gradients.accumulate(
-        self.compute_grads, accum_steps, state.params, state.model_state, batch, rng)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(params=params, opt_state=opt_state, model_state=model_state)
+    grads, model_state, metrics = gradients.accumulate(self.compute_grads, accum_steps, state, batch, rng)
+    new_state = state.replace(model_state=model_state).apply_gradients(tx, grads)
     return new_state, {**metrics, 'grad_norm': optax.tree.norm(grads)}

@@ -35,16 +35,16 @@ class ClassificationTask(base.Task):
     onehot = labels if labels.ndim == 2 else jax.nn.one_hot(labels, self.num_classes)
     return optax.smooth_labels(onehot, self.label_smoothing) if self.label_smoothing else onehot
 
-  def loss(self, params, model_state, batch, rng):
-    variables = {'params': params, **model_state}
+  def loss(self, params, state, batch, rng):
+    variables = {'params': params, **state.model_state}
     logits, new_state = self.model.apply(
-        variables, batch[self.input_key], train=True, rngs={'dropout': rng}, mutable=list(model_state))
+        variables, batch[self.input_key], train=True, rngs={'dropout': rng}, mutable=list(state.model_state))
     labels = batch[self.label_key]
     loss = optax.softmax_cross_entropy(logits, self._targets(labels)).mean()
     return loss, (new_state, {'accuracy': _accuracy(logits, labels).mean()})
 
-  def eval_metrics(self, params, model_state, batch):
-    logits = self.model.apply({'params': params, **model_state}, batch[self.input_key], train=False)
+  def eval_metrics(self, params, state, batch):
+    logits = self.model.apply({'params': params, **state.model_state}, batch[self.input_key], train=False)
     labels = batch[self.label_key]
     return {
         'loss': optax.softmax_cross_entropy(logits, self._targets(labels)),

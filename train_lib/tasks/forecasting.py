@@ -80,18 +80,18 @@ class ForecastingTask(base.Task):
     x, _, _ = self._standardize(batch)
     return self.model.init({'params': params_rng, 'dropout': dropout_rng}, x, train=False)
 
-  def loss(self, params, model_state, batch, rng):
+  def loss(self, params, state, batch, rng):
     x, mean, std = self._standardize(batch)
-    forecast, new_state = self.model.apply({'params': params, **model_state}, x, train=True,
-                                           rngs={'dropout': rng}, mutable=list(model_state))
+    forecast, new_state = self.model.apply({'params': params, **state.model_state}, x, train=True,
+                                           rngs={'dropout': rng}, mutable=list(state.model_state))
     target = (batch[self.target_key] - mean) / std
     loss = jnp.mean((forecast - target)**2)
     mae = jnp.mean(jnp.abs(forecast - target) * std)
     return loss, (new_state, {'mae': mae})
 
-  def eval_metrics(self, params, model_state, batch):
+  def eval_metrics(self, params, state, batch):
     x, mean, std = self._standardize(batch)
-    forecast = self.model.apply({'params': params, **model_state}, x, train=False)
+    forecast = self.model.apply({'params': params, **state.model_state}, x, train=False)
     context, target = batch[self.input_key], batch[self.target_key]
     naive = context[:, self.naive_index]
     metrics = forecast_errors(forecast * std + mean, target, context, self.season)

@@ -28,17 +28,17 @@ class LanguageModelTask(base.Task):
     params_rng, dropout_rng = jax.random.split(rng)
     return self.model.init({'params': params_rng, 'dropout': dropout_rng}, batch['inputs'], train=False)
 
-  def loss(self, params, model_state, batch, rng):
-    logits = self.model.apply({'params': params, **model_state}, batch['inputs'], train=True,
+  def loss(self, params, state, batch, rng):
+    logits = self.model.apply({'params': params, **state.model_state}, batch['inputs'], train=True,
                               rngs={'dropout': rng})
     weights = batch['weights']
     total = jnp.maximum(weights.sum(), 1.0)
     loss = (_token_losses(logits, batch['targets']) * weights).sum() / total
     accuracy = (_token_hits(logits, batch['targets']) * weights).sum() / total
-    return loss, (model_state, {'accuracy': accuracy})
+    return loss, (state.model_state, {'accuracy': accuracy})
 
-  def eval_metrics(self, params, model_state, batch):
-    logits = self.model.apply({'params': params, **model_state}, batch['inputs'], train=False)
+  def eval_metrics(self, params, state, batch):
+    logits = self.model.apply({'params': params, **state.model_state}, batch['inputs'], train=False)
     weights = batch['weights']
     per_window = jnp.maximum(weights.sum(-1), 1.0)
     return {

@@ -1,0 +1,29 @@
+"""Evaluators by type: `config.evals` names them, the trainer runs them (base.py says how).
+
+A new type is one file with an `Evaluator` subclass, plus its entry in EVALUATORS.
+"""
+
+import ml_collections
+
+from train_lib import registry
+from train_lib.errors import ConfigError
+from train_lib.evaluators.base import COMMON_FIELDS, Context, Evaluator, Result
+from train_lib.evaluators.per_example import PerExampleEvaluator
+
+__all__ = ['COMMON_FIELDS', 'EVALUATORS', 'Context', 'Evaluator', 'Result', 'build']
+
+EVALUATORS: dict[str, type[Evaluator]] = {
+    'per_example': PerExampleEvaluator,
+}
+
+
+def build(config: ml_collections.ConfigDict, context: Context) -> list[Evaluator]:
+  """Every evaluator of `config.evals`, checked; a bad type or key is one ConfigError line."""
+  evaluators = []
+  for name, cfg in config.evals.items():
+    if not isinstance(cfg, ml_collections.ConfigDict) or 'type' not in cfg:
+      raise ConfigError(f"evals.{name} needs a type, e.g. config.evals.{name} = {{'type': 'per_example'}}; "
+                        f'valid types are {sorted(EVALUATORS)}')
+    evaluator = registry.lookup(EVALUATORS, cfg.type, kind='evaluator type', where=f'evals.{name}.type')
+    evaluators.append(evaluator(name, cfg, context))
+  return evaluators

@@ -1,0 +1,92 @@
+"""Reading another run: its config and chosen parts of its train state, onto this run's mesh.
+
+The one piece behind everything that starts from a checkpoint this run did not write:
+frozen parts (train_lib/frozen.py), sampling from a finished run (train_lib/sample.py) and
+fine-tuning from another run. Nothing here writes to the source's workdir.
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from train_lib.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceRun:
+  """One checkpoint of another run: where it is and the config that trained it."""
+
+  workdir: str
+  step: int
+  config: ml_collections.ConfigDict
+
+  @property
+  def directory(self) -> str:
+    return os.path.join(self.workdir, 'checkpoints', str(self.step))
+
+  def has_item(self, name: str) -> bool:
+    """Whether the checkpoint holds item `name` ('state', 'config', 'tokenizer', ...)."""
+    return os.path.isdir(os.path.join(self.directory, name))
+
+
+def open_run(workdir: str, step: int | None = None, *, what: str) -> SourceRun:
+  """The checkpoint at `step` (default the latest) of the run in `workdir`.
+
+  A missing run or step is a ConfigError whose one line starts with `what` (the config
+  key or flag that named the run) and says how to fix it.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = _steps(directory)
+  if not steps:
+    raise ConfigError(f'{what}: no checkpoint in {directory}; train that run first or point {what} at a run '
+                      'that has one')
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise ConfigError(f'{what}: no checkpoint at step {step} in {directory}; its steps are {steps}')
+  return SourceRun(workdir, step, ml_collections.ConfigDict(_json_item(directory, step, 'config')))
+
+
+def _steps(directory: str) -> list[int]:
+  """The committed checkpoint steps in `directory`, oldest first (orbax names them by step)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit() and os.path.isdir(os.path.join(directory, name, 'state')))
+
+
+def saved_shapes(source: SourceRun, subtree: str) -> Any:
+  """ShapeDtypeStructs of one subtree of the saved train state ('params', 'model_state', ...)."""
+  metadata = ocp.StandardCheckpointer().metadata(os.path.join(source.directory, 'state')).item_metadata
+  tree = metadata.tree if hasattr(metadata, 'tree') else metadata
+  if tree.get(subtree) is None:
+    raise ConfigError(f'the checkpoint {source.directory} holds no {subtree!r}; it holds '
+                      f'{sorted(k for k, v in tree.items() if v is not None)}')
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree[subtree])
+
+
+def restore(source: SourceRun, target: dict[str, Any]) -> dict[str, Any]:
+  """The subtrees of the saved train state named by `target`'s keys ('params', 'ema_params',
+  'model_state'), restored onto the shardings its ShapeDtypeStructs carry."""
+  restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding), target)
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    return checkpointer.restore(os.path.join(source.directory, 'state'), args=ocp.args.PyTreeRestore(
+        target, restore_args=restore_args, partial_restore=True))
+
+
+def read_json(source: SourceRun, item: str) -> Any:
+  """A JSON item of the checkpoint ('tokenizer', ...)."""
+  return _json_item(os.path.dirname(source.directory), source.step, item)
+
+
+def _json_item(checkpoints: str, step: int, item: str) -> Any:
+  manager = ocp.CheckpointManager(checkpoints, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  try:
+    return manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+  finally:
+    manager.close()

@@ -1,0 +1,89 @@
+"""Frozen parts: networks restored read-only from other runs, such as a distillation teacher or
+the feature network of a sample-quality metric.
+
+  config.frozen.teacher = {'workdir': '/tmp/lamina/fmnist_resnet', 'step': None, 'ema': False}
+
+A task or an evaluator asks for a part by name (`part(config, 'teacher')`) and gets the source
+run's model; the trainer restores every part's variables ({'params': ..., plus the source's
+other collections, such as batch_stats}) replicated over this run's mesh into
+`TrainState.frozen[name]`. Nothing differentiates them, checkpoints leave them out, and a
+resumed run restores them from their source again.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import ml_collections
+from flax import linen as nn
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import input_pipeline
+from train_lib import from_run, registry
+from train_lib.errors import ConfigError
+
+FIELDS = {'workdir': None, 'step': None, 'ema': False}
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenPart:
+  """A run's model, and where its variables come from."""
+
+  name: str
+  source: from_run.SourceRun
+  model: nn.Module
+  ema: bool
+
+
+def part(config: ml_collections.ConfigDict, name: str) -> FrozenPart:
+  """The part `config.frozen[name]`; a missing entry or source run is one ConfigError line."""
+  if name not in config.frozen:
+    raise ConfigError(f"config.frozen has no part '{name}'; add config.frozen.{name} = "
+                      "{'workdir': <a run of this codebase>} (it has " f'{sorted(config.frozen.keys())})')
+  cfg = config.frozen[name]
+  where = f'frozen.{name}'
+  registry.check_keys(cfg.keys(), FIELDS, where=where)
+  if not cfg.get('workdir'):
+    raise ConfigError(f'{where}.workdir is missing: the workdir of the run to restore it from')
+  source = from_run.open_run(cfg.workdir, cfg.get('step'), what=f'{where}.workdir')
+  ema = bool(cfg.get('ema', False))
+  if ema and source.config.ema_decay <= 0:
+    raise ConfigError(f'{where}.ema: the run in {source.workdir} kept no EMA (ema_decay=0); set ema=False')
+  return FrozenPart(name, source, _model(source.workdir, source.step), ema)
+
+
+@functools.cache
+def _model(workdir: str, step: int) -> nn.Module:
+  """The model the run in `workdir` trained up to `step`, built by its own task."""
+  from train_lib import tasks  # tasks may import this module
+  config = from_run.open_run(workdir, step, what=workdir).config
+  return tasks.get(config, input_pipeline.dataset_info(config.data)).model
+
+
+def parts(config: ml_collections.ConfigDict) -> dict[str, FrozenPart]:
+  """Every part of `config.frozen`, checked."""
+  return {name: part(config, name) for name in config.frozen.keys()}
+
+
+def abstract_variables(frozen_parts: dict[str, FrozenPart], mesh: Mesh) -> dict[str, dict]:
+  """{name: variables} of every part as ShapeDtypeStructs, replicated over `mesh`."""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  spec = lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated)
+  return {name: {'params': jax.tree.map(spec, from_run.saved_shapes(p.source, _params_key(p))),
+                 **jax.tree.map(spec, from_run.saved_shapes(p.source, 'model_state'))}
+          for name, p in frozen_parts.items()}
+
+
+def restore(frozen_parts: dict[str, FrozenPart], abstract: dict[str, dict]) -> dict[str, dict]:
+  """{name: variables} of every part, onto the shardings of `abstract` (`abstract_variables`)."""
+  variables = {}
+  for name, frozen_part in frozen_parts.items():
+    params_key = _params_key(frozen_part)
+    collections = {k: v for k, v in abstract[name].items() if k != 'params'}
+    restored = from_run.restore(frozen_part.source, {params_key: abstract[name]['params'], 'model_state': collections})
+    variables[name] = {'params': restored[params_key], **restored['model_state']}
+  return variables
+
+
+def _params_key(frozen_part: FrozenPart) -> str:
+  return 'ema_params' if frozen_part.ema else 'params'
