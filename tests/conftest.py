@@ -1,6 +1,15 @@
-"""Shared fixtures: small, fast variants of the default experiment."""
+"""Shared fixtures and the suite's layers.
 
+tests/unit/ compiles small functions and trains nothing (marker `unit`, under a minute on 2
+cores); tests/integration/ runs tiny trainings, command lines, several processes, and the CPU
+kernels' builds and numerics (marker `integration`). Markers
+`needs_gxx` and `needs_torch` name what builds the CPU kernels or runs PyTorch; where that
+tool is missing those tests are skipped, saying why.
+"""
+
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,8 +24,24 @@ compilation_cache.enable()  # as the command line does; before any test compiles
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_MISSING = {
+    'needs_gxx': (lambda: shutil.which(os.environ.get('CXX', 'g++')) is None,
+                  'no C++ compiler to build the CPU kernels (apt-get install g++)'),
+    'needs_torch': (lambda: importlib.util.find_spec('torch') is None,
+                    "no torch for the peer benchmark (pip install -e '.[bench]')"),
+}
+
+
 def pytest_collection_modifyitems(items):
-  """Slow runs first (their files first under --dist=loadfile), so no worker ends the suite alone on one."""
+  """Marks each test with its layer (its folder) and skips what a missing tool cannot run; slow
+  runs first (their files first under --dist=loadfile), so no worker ends the suite alone on one."""
+  for item in items:
+    layer = os.path.basename(os.path.dirname(str(item.fspath)))
+    if layer in ('unit', 'integration'):
+      item.add_marker(layer)
+    for marker, (missing, why) in _MISSING.items():
+      if item.get_closest_marker(marker) and missing():
+        item.add_marker(pytest.mark.skip(reason=why))
   items.sort(key=lambda item: item.get_closest_marker('slow') is None)  # stable: files keep their order
 
 

@@ -12,7 +12,7 @@ from kernels import cpu_transpose
 from tests.ffi_kernels import ffi_targets, python_on_devices
 
 pytestmark = [pytest.mark.skipif(platform.system() != 'Linux', reason='the kernel is built for Linux only'),
-              pytest.mark.usefixtures('auto_kernels')]
+              pytest.mark.usefixtures('auto_kernels'), pytest.mark.needs_gxx]
 
 
 @pytest.mark.parametrize('shape', [(768, 128), (64, 48), (37, 19), (1, 5), (33, 70), (0, 4)])

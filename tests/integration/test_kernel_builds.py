@@ -11,10 +11,11 @@ import sys
 import pytest
 
 from kernels import cpu_attention, cpu_transpose, ffi_build
+from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(platform.system() != 'Linux', reason='the kernels are built for Linux only')
+pytestmark = [pytest.mark.skipif(platform.system() != 'Linux', reason='the kernels are built for Linux only'),
+              pytest.mark.needs_gxx]
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # In a fresh process: the build that ran, and the largest error of each check against the reference.
 _CHECKS = '''
@@ -22,7 +23,7 @@ import json
 import jax, jax.numpy as jnp, numpy as np
 from kernels import cpu_attention, cpu_transpose
 from tests import attention_reference
-from tests.test_cpu_attention import _loss, _operands
+from tests.integration.test_cpu_attention import _loss, _operands
 
 errors = {}
 # nanoGPT's heads, then sizes off every vector and block width with grouped-query heads.
@@ -59,7 +60,7 @@ def _runnable_isas() -> list[str]:
 
 def _run_checks(cap: str) -> dict:
   env = {**os.environ, ffi_build.MAX_ISA_VARIABLE: cap, 'JAX_PLATFORMS': 'cpu'}
-  result = subprocess.run([sys.executable, '-c', _CHECKS], cwd=_REPO, env=env,
+  result = subprocess.run([sys.executable, '-c', _CHECKS], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   return json.loads(result.stdout.strip().splitlines()[-1])

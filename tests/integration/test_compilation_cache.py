@@ -37,6 +37,7 @@ def test_jax_settings_win(jax_settings, tmp_path):
   assert compilation_cache.enable() is None
 
 
+@pytest.mark.needs_gxx
 def test_rerun_loads_the_onednn_resnet_and_trains_identically(tmp_path):
   # The oneDNN convolutions are FFI custom calls: the riskiest program to save and load.
   cache = str(tmp_path / 'cache')

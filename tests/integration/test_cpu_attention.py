@@ -12,7 +12,8 @@ from tests import attention_reference
 from tests.ffi_kernels import ffi_targets, python_on_devices
 from train_lib import accounting
 
-pytestmark = pytest.mark.skipif(platform.system() != 'Linux', reason='the kernel is built for Linux only')
+pytestmark = [pytest.mark.skipif(platform.system() != 'Linux', reason='the kernel is built for Linux only'),
+              pytest.mark.needs_gxx]
 
 
 def _operands(seed, b, t, s, n, k, h, dtype=jnp.float32):
@@ -107,7 +108,7 @@ def test_flops_are_the_einsum_implementations_matmuls():
 
 def test_several_devices_fall_back_to_einsum():
   code = ('import jax, jax.numpy as jnp\n'
-          'from tests import test_cpu_attention as t\n'
+          'from tests.integration import test_cpu_attention as t\n'
           'from tests import attention_reference\n'
           'q = jnp.ones((1, 4, 2, 8))\n'
           'print(jax.device_count(), t._targets(lambda q: attention_reference.attend(q, q, q, None, True), q))\n')

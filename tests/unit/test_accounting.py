@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +9,6 @@ import pytest
 
 from train_lib import accounting
 from train_lib.progress import Progress
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_matmul_flops_count_a_scan_body_once_per_iteration():
@@ -91,22 +87,3 @@ def test_progress_rates_mfu_and_console_line():
 _CONV1, _CONV2 = 2 * 64 * 64 * 32 * 9, 2 * 64 * 16 * 64 * 32 * 9
 _DENSE = 2 * 64 * (256 * 128 + 128 * 10)
 DIGITS_CNN_STEP_FLOPS = (_CONV1 + _CONV2 + _DENSE) + (_CONV1 + 2 * _CONV2 + 2 * _DENSE)
-
-
-@pytest.mark.slow
-def test_throughput_benchmark_prints_both_tables_and_json(tmp_path):
-  out = tmp_path / 'rows.json'
-  result = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.throughput', '--configs=digits_cnn', '--steps=4', '--warmup=2',
-       '--scaling=digits_cnn', '--devices=2', f'--json={out}'],
-      capture_output=True, text=True, cwd=REPO, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert 'Throughput' in result.stdout and 'Scaling' in result.stdout and 'Machine:' in result.stdout
-  rows = json.loads(out.read_text())
-  (single,), (scaled,) = rows['throughput'], rows['scaling']
-  assert single['config'] == 'digits_cnn' and single['devices'] == 1 and single['global_batch'] == 64
-  assert scaled['devices'] == 2 and scaled['mesh'] == 'data=2'
-  for row in (single, scaled):
-    assert row['steps_per_sec'] > 0 and 0 < row['mfu'] < 1
-    assert row['examples_per_sec'] == pytest.approx(64 * row['steps_per_sec'])
-    assert row['flops_per_step'] == pytest.approx(DIGITS_CNN_STEP_FLOPS)

@@ -8,11 +8,14 @@ import sys
 import jax
 import numpy as np
 import pytest
-import torch
 
-from benchmarks import peers, torch_train
-from tests.conftest import REPO
-from train_lib import steps
+torch = pytest.importorskip('torch', reason="the peer benchmark runs PyTorch (pip install -e '.[bench]')")
+
+from benchmarks import peers, torch_train  # pylint: disable=wrong-import-position
+from tests.conftest import REPO  # pylint: disable=wrong-import-position
+from train_lib import steps  # pylint: disable=wrong-import-position
+
+pytestmark = pytest.mark.needs_torch
 
 TINY_ROWS = ('gpt', 'digits_cnn', 'fashion_mnist_resnet')
 

@@ -16,8 +16,8 @@ from train_lib import accounting, precision
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 # setup.cfg installs oneDNN on x86-64 Linux only; elsewhere 'auto' is XLA and there is nothing to test.
-pytestmark = pytest.mark.skipif((platform.system(), platform.machine()) != ('Linux', 'x86_64'),
-                                reason='oneDNN is installed on x86-64 Linux only')
+pytestmark = [pytest.mark.skipif((platform.system(), platform.machine()) != ('Linux', 'x86_64'),
+                                 reason='oneDNN is installed on x86-64 Linux only'), pytest.mark.needs_gxx]
 
 
 def _loss(conv, strides, padding, **kwargs):
