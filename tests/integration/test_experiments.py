@@ -1,7 +1,10 @@
-"""Every experiment file loads, documents its command, and trains with tiny=True."""
+"""Every experiment file loads, documents its command, trains with tiny=True, and writes the
+metric keys metric_keys.json lists for it (a new experiment adds its own there)."""
 
 import glob
+import json
 import os
+import pathlib
 
 import pytest
 
@@ -12,6 +15,9 @@ from train_lib.metric_writer import read_metrics
 EXPERIMENTS = sorted(
     os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'experiments', '*.py'))
     if not os.path.basename(p).startswith(('_', 'common')))
+
+
+METRIC_KEYS = json.loads(pathlib.Path(__file__).with_name('metric_keys.json').read_text())
 
 
 def _load(name):
@@ -37,7 +43,9 @@ def test_tiny_run(name, tmp_path):
   counts = [v for k, v in final.items() if k in ('eval/num_examples', 'eval/num_tokens')]
   assert counts and counts[0] > 0
   assert final.get('eval/num_examples', 0) <= 1000  # Fashion-MNIST's tiny runs evaluate 1,000 of 10,000
-  assert read_metrics(str(tmp_path))[-1]['step'] == config.total_steps
+  records = read_metrics(str(tmp_path))
+  assert records[-1]['step'] == config.total_steps
+  assert sorted({key for record in records for key in record}) == METRIC_KEYS[name]
   assert os.listdir(os.path.join(str(tmp_path), 'checkpoints')) == [str(config.total_steps)]
 
 

@@ -100,3 +100,35 @@ def test_accumulated_gradient_is_the_mean_over_micro_batches():
   accumulated, _, metrics = gradients.accumulate(grad_fn, 4, state, {'x': x}, jax.random.PRNGKey(0))
   assert float(accumulated) == pytest.approx(float(full))
   assert float(metrics['loss']) == pytest.approx(3.5)
+
+
+_PARAMS = {'backbone': {'conv': {'kernel': jnp.ones((2, 2))}}, 'head': {'kernel': jnp.ones((2, 3)), 'bias': jnp.ones(3)}}
+
+
+def test_groups_take_parameters_by_path_and_train_at_their_own_rates():
+  cfg = _cfg(name='sgd', learning_rate=0.1)
+  cfg.groups = {'head': {'learning_rate': 1.0}, 'biases': {'params': '.*/bias', 'name': 'sgd', 'learning_rate': 0.0}}
+  with pytest.raises(ConfigError, match=r'parameter head/bias matches optimizer groups \[.biases., .head.\]'):
+    optimizers.make_optimizer(cfg, 100).labels(_PARAMS)
+  cfg.groups.head.params = 'head/kernel'
+  tx = optimizers.make_optimizer(cfg, 100)
+  assert tx.labels(_PARAMS) == {'backbone': {'conv': {'kernel': 'default'}},
+                                'head': {'kernel': 'head', 'bias': 'biases'}}
+  grads = jax.tree.map(jnp.ones_like, _PARAMS)
+  updates, _ = tx.update(grads, tx.init(_PARAMS), _PARAMS)
+  assert float(updates['backbone']['conv']['kernel'][0, 0]) == pytest.approx(-0.1)
+  assert float(updates['head']['kernel'][0, 0]) == pytest.approx(-1.0)
+  assert float(updates['head']['bias'][0]) == 0.0
+
+
+@pytest.mark.parametrize('groups, message', [
+    ({'head': {'learning_rate': 1.0, 'lr': 2}}, r"optimizer.groups.head: unknown key\(s\) \['lr'\]; valid keys are"),
+    ({'head': {'name': 'rmsprop'}}, r"optimizer.groups.head.name: unknown 'rmsprop'; valid optimizers are"),
+    ({'head': {'params': 'head/(kernel'}}, r'optimizer.groups.head.params is not a regex'),
+    ({'default': {'learning_rate': 1.0}}, r"optimizer.groups.default: 'default' names the parameters no group takes"),
+])
+def test_bad_groups_are_one_line(groups, message):
+  cfg = _cfg()
+  cfg.groups = groups
+  with pytest.raises(ConfigError, match=message):
+    optimizers.validate(cfg)
