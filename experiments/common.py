@@ -13,9 +13,8 @@ __all__ = ['CPU_LIBRARY_FUSIONS', 'ConfigError', 'base_config', 'choose', 'parse
 
 # XLA:CPU compiler options (train_lib/compiler_options.py) that hand dots and reductions
 # (BatchNorm statistics above all) to its YNNPACK library; convolutions stay XLA's own.
-# Train steps on a 2-core Xeon: the Fashion-MNIST
-# ResNet 1.65x faster, MNIST-1D's MLP 1.15x and GRU 1.06x, the digits CNN 1.1x; a bf16 GPT
-# ran 1.7x slower, so the float32 conv and recurrent experiments opt in, the GPTs do not.
+# The float32 conv and recurrent experiments train faster with them and opt in; a bf16 GPT
+# trains slower, so the GPTs do not (docs/kernels.md).
 CPU_LIBRARY_FUSIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
 
 

@@ -20,8 +20,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.pp_eval = 'value_range(0, 1, in_min=0, in_max=16)'
   config.model = ml_collections.ConfigDict({
       'name': 'cnn', 'features': (32, 64), 'kernel_size': 3, 'pool': 'max', 'hidden': (128,), 'dropout': 0.25})
-  # Plain XLA: oneDNN's calls cost more than they save on 8x8 images (22k -> 15k examples/s
-  # a step with them on a 2-core Zen 4 EPYC), and the custom-gradient forms gain nothing here.
+  # Plain XLA: oneDNN's calls cost more than they save on 8x8 images, and the custom-gradient
+  # forms gain nothing here (docs/kernels.md).
   config.kernels = 'xla'
   config.batch_size = 64
   config.compiler_options.update(common.CPU_LIBRARY_FUSIONS)

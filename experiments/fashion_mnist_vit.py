@@ -3,17 +3,14 @@ r"""A small ViT on the full Fashion-MNIST (60k train / 10k test), offline.
   python -m train_lib.main --config=experiments/fashion_mnist_vit.py --workdir=/tmp/lamina/fmnist_vit
 
 Args: epochs=N (default 10), compute_dtype=float32|bfloat16|auto, tiny=True. Target: >= 88%
-test accuracy. On a 2-core Xeon with AMX, one seed each: float32 (the default) 89.08% in
-6 min 56 s (12.6 steps/s); bfloat16 matmuls (f32 accumulation and weights) 88.57% in 4 min
-31 s (18-21 steps/s). bf16 stays the opt-in here: half a point closer to the target.
+test accuracy. Expected, one seed each: float32 (the default) 88.8-89.1%; bfloat16 matmuls (f32
+accumulation and weights) 88.6%, faster but half a point further from the target, so bf16 is the
+opt-in here (times per machine: docs/performance.md).
 
 7x7 patches make 16 tokens of width 128; 4 blocks, mean pooling, AdamW with warmup +
-cosine, label smoothing, left-right flips. Measured on a 2-core CPU: 4x4 patches
-(49 tokens) took twice the time per step even at width 64 and learned slower per
-epoch; adding random_crop(pad=2) cost 1.4 points (87.4%, train accuracy no higher than test:
-at this budget the model underfits). Eight steps per device call (lax.scan) ran at
-2x the steps/s of one in a first A/B; repeated on a busier CPU, both ranged over
-2.5-7 steps/s, so the gain is not settled.
+cosine, label smoothing, left-right flips. 4x4 patches (49 tokens) took twice the time per
+step even at width 64 and learned slower per epoch; adding random_crop(pad=2) cost 1.4 points
+(87.4%, train accuracy no higher than test: at this budget the model underfits).
 """
 
 import ml_collections

@@ -12,8 +12,7 @@ matmuls over f32 weights, AdamW as nanoGPT trains GPT-2 (lr 6e-4, betas 0.9/0.95
 weight decay 0.1, clipping at 1). The plays are 1.2 M tokens, about 38 windows of
 1,024 per batch of 32, so a long run overfits: this config is sized for throughput
 and MFU on a GPU or TPU (a step of 32 x 1,024 tokens is about 28 TFLOP of matmuls;
-the trainer logs MFU against the chip's datasheet peak). On a 2-core CPU with a
-1.5 TFLOP/s bf16 matmul ceiling that is 19 s a step at the very best.
+the trainer logs MFU against the chip's datasheet peak), seconds a step on a CPU at best.
 
 Args: batch_size=N (default 32), steps=N (default 5000), tiny=True (width 32, 2 layers,
 context 64, character tokens on shakespeare_tiny: a smoke test).

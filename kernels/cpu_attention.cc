@@ -12,7 +12,7 @@
 // floats with AVX-512, 8 with AVX2 and FMA, 4 otherwise), the GEMMs' register tiles sized to each
 // ISA's register file; every call runs the best build the CPU has (kernels/ffi_vector.h). One
 // width for all had left AVX2 machines spilling a 4 x 4 tile of 16-float accumulators to the
-// stack: 4x slower than XLA's attention there.
+// stack, slower than XLA's attention there.
 //
 // Layouts: q [B, T, N, H]; k, v [B, S, K, H], N a multiple of K (query head k * G + g reads
 // key/value head k); o as q; lse [B, N, T] float32. q, k, v are float32 or bfloat16 (each its

@@ -1,11 +1,9 @@
 """A 2-D transpose as one FFI call on CPU (kernels/cpu_transpose.cc), for the weight gradients.
 
 kernels/matmul.py lays an activation out with its token axes last before a weight-gradient
-matmul. In nanoGPT's CPU train step XLA:CPU's copies took 17% of the step (16 of them, 0.16 ms
-for a 768 x 128 bf16 activation, profiled). Here 16 x 16 blocks are transposed in vector
-registers on both cores: 34 against XLA's 83 us for that array alone on a 2-core Xeon, and the
-step went from 52k to 59k tokens/s. Runs on a single CPU device (XLA cannot partition an FFI
-call); elsewhere XLA's transpose stays.
+matmul; XLA:CPU's copies for it were a large part of a small GPT's CPU step. Here square blocks
+are transposed in vector registers on XLA's own thread pool (docs/kernels.md has the figures).
+Runs on a single CPU device (XLA cannot partition an FFI call); elsewhere XLA's transpose stays.
 """
 
 import functools

@@ -4,10 +4,9 @@ kernel (kernels/cpu_attention.py) cannot run (a mask, several devices).
 The backward pass is softmax's own, dS = P * (dP - rowsum(P * dP)). Matmul operands stay in
 the compute dtype and accumulate in float32. Scores and probabilities are laid out
 [B, K, T, G, S], the order a batched dot emits (batch dims, then the lhs's free dims, then the
-rhs's), so no transpose sits between the dots and the softmax. On XLA:CPU (nanoGPT's shapes,
-forward and backward) that layout and the row sum over the keys took attention from 1.86 to
-1.35 ms a layer; the flash-attention row sum rowsum(dO * O) over the head dimension fused with
-the dP matmul into one slow YNNPACK call.
+rhs's), so no transpose sits between the dots and the softmax; the row sum runs over the
+keys, because XLA:CPU fuses flash attention's rowsum(dO * O) over the head dimension with the dP
+matmul into one slow library call.
 
 Shapes: q [B, T, N, H], k and v [B, S, K, H] with N a multiple of K (grouped-query attention:
 query head k * G + g reads key/value head k); mask [B, 1, T, S] bool or None.
@@ -69,8 +68,8 @@ def _attention_bwd(residuals, d_out):
   d_out = _grouped(d_out.astype(dtype), k.shape[2])
   dv = jnp.einsum('bktgs,btkgh->bskh', probs.astype(dtype), d_out, preferred_element_type=f32)
   weighted = probs * jnp.einsum('btkgh,bskh->bktgs', d_out, v, preferred_element_type=f32)
-  # The row sum as a dot with ones: written as a reduce, XLA:CPU joined it and the dP
-  # matmul into one YNNPACK call 5x slower than the two apart.
+  # The row sum as a dot with ones: written as a reduce, XLA:CPU joins it and the dP
+  # matmul into one library call, slower than the two apart.
   row = jnp.einsum('bktgs,s->bktg', weighted, jnp.ones(weighted.shape[-1], f32))[..., None]
   d_scores = ((weighted - probs * row) * q.shape[-1] ** -0.5).astype(dtype)
   dq = jnp.einsum('bktgs,bskh->btkgh', d_scores, k, preferred_element_type=f32).reshape(q.shape)

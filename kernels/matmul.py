@@ -1,8 +1,8 @@
 """Matmuls in a compute dtype: low-precision operands, float32 accumulation, both ways.
 
 bf16 x bf16 -> f32 is the fast matmul of every current chip: TPU MXUs, tensor cores,
-and x86 with AVX512-BF16/AMX, where XLA:CPU ran it 2.5x faster than f32 (and plain
-bf16 -> bf16 slower than f32). Asking for f32 output forward is not enough: the
+and x86 with AVX512-BF16/AMX (where XLA:CPU runs plain bf16 -> bf16 slower than f32).
+Asking for f32 output forward is not enough: the
 gradient of such a dot receives an f32 cotangent, and JAX's transpose then multiplies
 f32 by bf16, which XLA:CPU runs as a slow f32 dot. `einsum` here gives the backward
 pass the same treatment as the forward one: the cotangent is rounded to the operands'
@@ -10,9 +10,8 @@ dtype and both gradient matmuls accumulate in f32.
 
 On CPU, float32 matmuls take the same backward pass, for its weight gradient: a plain
 matmul over an activation laid out token axes last, where JAX's own gradient contracts
-the leading (token) axes, which XLA:CPU's YNNPACK dots ran at 90-157 GFLOP/s against 154-175
-for the laid-out form (AVX2 EPYC, nanoGPT's and the 512-wide GPT's shapes). Such matmuls have
-no forward-mode derivative (jax.jvp); kernels/dispatch.py decides where each form runs.
+the leading (token) axes, which XLA:CPU's dots run slower. Such matmuls have no
+forward-mode derivative (jax.jvp); kernels/dispatch.py decides where each form runs.
 """
 
 import functools
@@ -59,9 +58,9 @@ def _einsum_bwd(spec, residuals, cotangent):
 def _weight_gradient(x, x_spec: str, cotangent, out_spec: str, w_spec: str) -> jax.Array:
   """einsum(x, cotangent -> w), which sums over the leading (token) axes of both.
 
-  XLA:CPU runs a bf16 dot that contracts leading axes as an f32 one, 4x slower, and an
-  f32 one up to 1.8x slower than an ordinary matmul; so on CPU x is first laid out with
-  those axes last, making it one (the bf16 GPT step 1.3x faster, transpose included).
+  XLA:CPU runs a bf16 dot that contracts leading axes as a slower f32 one, and an f32 one
+  slower than an ordinary matmul; so on CPU x is first laid out with those axes last, making
+  it one.
   """
   summed = [i for i in x_spec if i not in w_spec]
   if summed and jax.default_backend() == 'cpu':
@@ -74,7 +73,7 @@ def _weight_gradient(x, x_spec: str, cotangent, out_spec: str, w_spec: str) -> j
 
 def _laid_out(x: jax.Array, order: list[int]) -> jax.Array:
   """jnp.transpose(x, order) written out in memory. A token-major activation whose leading
-  axes move last is a 2-D transpose, which kernels/cpu_transpose.py runs 2-3x faster than XLA."""
+  axes move last is a 2-D transpose, which kernels/cpu_transpose.py runs faster than XLA."""
   lead = len(order) - order.index(0)  # how many leading axes move to the end, if that is the move
   if order == [*range(lead, x.ndim), *range(lead)]:
     flat = x.reshape(math.prod(x.shape[:lead]), math.prod(x.shape[lead:]))

@@ -2,10 +2,9 @@
 
 XLA:CPU lowers convolutions to Eigen's spatial convolution, and their gradients to
 convolutions over transposed copies of the activations; oneDNN's brgemm kernels (what
-PyTorch runs on a CPU) read NHWC as it is. On a 2-core EPYC (AVX2), Fashion-MNIST
-ResNet shapes at batch 128: forward 2-2.7x and forward + both gradients 1.5-3x faster
-per layer; the ResNet's whole train step 1.3x. The rest of the model stays XLA's, fused
-as before: only the convolutions become FFI calls (kernels/onednn_conv.cc).
+PyTorch runs on a CPU) read NHWC as it is, several times faster per layer at the ResNet's
+shapes (docs/kernels.md). The rest of the model stays XLA's, fused as before: only the
+convolutions become FFI calls (kernels/onednn_conv.cc).
 
 What runs here: 2-D, NHWC x HWIO, float32 (or bfloat16 where the CPU has bfloat16 kernels:
 AVX-512 BF16 or AMX, `bf16_implementation()`), no dilation, one feature group, padding
@@ -127,7 +126,7 @@ def _onednn_problem(lhs, rhs, strides, padding, precision):
     if any(p for pair in padding for p in pair):
       return None
     # A strided 1x1 convolution reads every s-th pixel: take them first. oneDNN 3.2's own
-    # strided 1x1 weight gradient is wrong when the stride skips the last row (tests/test_onednn_conv.py).
+    # strided 1x1 weight gradient is wrong when the stride skips the last row (tests/integration/test_onednn_conv.py).
     lhs, strides = lhs[:, ::strides[0], ::strides[1]], (1, 1)
   return lhs, rhs, strides, padding
 
@@ -137,10 +136,8 @@ def threads_for(dtype: jnp.dtype) -> int:
 
   XLA runs a step's independent operations side by side (a convolution's two gradients,
   the fusions around them). A bfloat16 convolution on AMX is short enough that giving it
-  half the cores and letting XLA fill the rest wins: the Fashion-MNIST ResNet's bf16 step
-  on a 2-core Xeon ran 2,500 -> 2,800 examples/s. Convolutions 2-4x longer lose that way,
-  so they take every core: float32 ones there (2,050 -> 1,570), and bfloat16 ones on
-  AVX-512 BF16 without AMX (a 2-core EPYC: 1,810 -> 1,710).
+  half the cores and letting XLA fill the rest wins; convolutions several times longer
+  (float32 ones, bfloat16 ones on AVX-512 BF16 without AMX) lose that way and take every core.
   """
   if dtype != jnp.bfloat16 or 'amx' not in (bf16_implementation() or ''):
     return 0

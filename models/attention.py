@@ -82,7 +82,7 @@ class MultiHeadAttention(nn.Module):
 
     The kernel [E, K, G + 2, H] holds, for each of the K key/value heads, its G = N / K
     query heads, its key and its value side by side: one large matmul instead of three
-    small ones (1.6x faster on CPU at width 128), and sharding 'heads' keeps each group's
+    small ones, and sharding 'heads' keeps each group's
     q, k and v on the same device. Query head k * G + g is group k's g-th.
     """
     b, t, _ = x.shape

@@ -48,8 +48,8 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 def exact_gelu(x: jax.Array) -> jax.Array:
-  """x * Phi(x), as torch.nn.GELU(): written with erf, which XLA:CPU evaluates 3x faster
-  than the erfc that `jax.nn.gelu(approximate=False)` uses (same values to f32 rounding)."""
+  """x * Phi(x), as torch.nn.GELU(): written with erf, which XLA:CPU evaluates faster than the
+  erfc that `jax.nn.gelu(approximate=False)` uses (same values to f32 rounding)."""
   return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
 
 
@@ -222,11 +222,9 @@ def _divides(window: Sequence[int], spatial: Sequence[int]) -> bool:
 
 def _tiled_pool(x: jax.Array, kind: str, window: tuple[int, ...]) -> jax.Array:
   """Non-overlapping windows as a reshape, then a mean, or an elementwise maximum over the
-  window's positions. XLA:CPU differentiates reduce_window max with a select-and-scatter 5x
-  slower than a reshaped max (39 ms against 8 for a 128x28x28x32 batch), and a reshaped max
-  as reductions it cannot fuse; the chain of maximums and its gradient are one loop fusion
-  each (the Fashion-MNIST ResNet's stem pool, forward and backward: 5.8 -> 3.0 ms a step).
-  Tied maxima share the gradient (each jnp.maximum splits a tie in half) instead of the
+  window's positions. XLA:CPU differentiates reduce_window max with a select-and-scatter
+  several times slower than a reshaped max, and a reshaped max as reductions it cannot fuse;
+  the chain of maximums and its gradient are one loop fusion each. Tied maxima share the gradient (each jnp.maximum splits a tie in half) instead of the
   first taking it."""
   tiles = [d for size, w in zip(x.shape[1:-1], window) for d in (size // w, w)]
   x = x.reshape(x.shape[0], *tiles, x.shape[-1])

@@ -109,8 +109,8 @@ def best_seconds(run: Callable[[], Any], repeats: int = 20, budget_s: float = 2.
   """The fastest of up to `repeats` timed calls of `run` after one untimed warm-up.
 
   A shared VM's speed drifts, and a 1024^3 bf16 product takes about a millisecond on an
-  AMX CPU: with 5 samples, runs on one 2-core Xeon timed that ceiling anywhere from 1.14 to
-  1.81 TFLOP/s. Timing stops early once the timed calls have taken `budget_s`: where one
+  AMX CPU, so a few samples scatter widely. Timing stops early once the timed calls have
+  taken `budget_s`: where one
   product takes seconds (bf16 on a CPU without bf16 units), more samples add nothing but time.
   """
   run()

@@ -1,10 +1,9 @@
 """Runs lamina's processes under tcmalloc where the machine has it (Debian: libtcmalloc-minimal4).
 
 XLA:CPU allocates each call's buffers afresh. glibc hands large freed blocks back to
-the kernel, so the next call touches new pages: the 4x-wide GPT at one step per call
-took 95,000 page faults a step. tcmalloc keeps freed pages for reuse. On a 2-core Xeon
-the Fashion-MNIST ResNet (one step per call) trained 1.21x faster under it and the wide
-GPT (10 steps per call) 1.03x; PyTorch gains about as much. A preload can only take
+the kernel, so the next call touches new pages, tens of thousands of page faults a step.
+tcmalloc keeps freed pages for reuse (docs/kernels.md has what it saved); PyTorch gains about
+as much. A preload can only take
 effect at process start, so `python -m train_lib.main` re-executes itself once with
 LD_PRELOAD set. LAMINA_SYSTEM_MALLOC=1 keeps the system allocator.
 """

@@ -15,6 +15,7 @@ import functools
 
 import jax
 import ml_collections
+import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -87,3 +88,12 @@ def restore(frozen_parts: dict[str, FrozenPart], abstract: dict[str, dict]) -> d
 
 def _params_key(frozen_part: FrozenPart) -> str:
   return 'ema_params' if frozen_part.ema else 'params'
+
+
+def load(workdir: str, step: int | None = None, *, ema: bool = False) -> tuple[nn.Module, dict]:
+  """(model, variables) of the run in `workdir` on this process's first device: a trained model
+  for a notebook or a tool, read as a frozen part is."""
+  config = ml_collections.ConfigDict({'frozen': {'run': {'workdir': workdir, 'step': step, 'ema': ema}}})
+  frozen_part = part(config, 'run')
+  mesh = Mesh(np.array(jax.local_devices()[:1]), ('devices',))
+  return frozen_part.model, restore({'run': frozen_part}, abstract_variables({'run': frozen_part}, mesh))['run']

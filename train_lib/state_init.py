@@ -70,9 +70,8 @@ def _check_divisible(path, leaf: jax.ShapeDtypeStruct, sharding) -> None:
 
 
 # The initialisers run once, and XLA:CPU's backend optimisations of their threefry and
-# truncated-normal code cost more than they could save: the Fashion-MNIST ResNet's init
-# compiled in 5.5 s with them and 1.3 s without (2-core EPYC). Values move by rounding only
-# (tests/test_trainer.py).
+# truncated-normal code take longer to compile than they could ever save. Values move by
+# rounding only (tests/integration/test_trainer.py).
 _CPU_INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
 
 

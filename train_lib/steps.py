@@ -33,8 +33,8 @@ def make_train_call(task: Task, tx: Optimizer, *, accum_steps: int,
   def train_call(state: TrainState, batches: dict) -> tuple[TrainState, Metrics]:
     num_steps = jax.tree.leaves(batches)[0].shape[0]
     if num_steps == 1:
-      # No loop for K=1: XLA:CPU runs convolutions inside a while loop ~8x slower
-      # (measured on the digits CNN), so a scan only pays for matmul-bound models.
+      # No loop for K=1: XLA:CPU runs some convolutions inside a while loop far slower,
+      # so a scan only pays where dispatch dominates.
       state, metrics = one_step(state, jax.tree.map(lambda x: x[0], batches))
       metrics = jax.tree.map(lambda m: m[None], metrics)
     else:

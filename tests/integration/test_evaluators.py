@@ -65,12 +65,12 @@ def test_a_new_evaluator_type_writes_pngs_and_tensorboard_images(grid_type, work
 
 def test_an_evaluator_runs_on_its_own_split_preprocessing_and_period(workdir):
   config = small_digits_config()
-  config.evals.train = {'type': 'per_example', 'split': 'train[:100]', 'every': 10,
-                        'pp': 'value_range(0, 1, in_min=0, in_max=16)', 'batch_size': 32}
+  config.evals.minitrain = {'type': 'per_example', 'split': 'train[:100]', 'every': 10,
+                            'pp': 'value_range(0, 1, in_min=0, in_max=16)', 'batch_size': 32}
   train_and_evaluate(config, workdir)
   records = read_metrics(workdir)
-  assert [r['step'] for r in records if 'train/num_examples' in r] == [10, 20, 30, 40]
-  assert {r['train/num_examples'] for r in records if 'train/num_examples' in r} == {100}
+  assert [r['step'] for r in records if 'minitrain/num_examples' in r] == [10, 20, 30, 40]
+  assert {r['minitrain/num_examples'] for r in records if 'minitrain/num_examples' in r} == {100}
   assert [r['step'] for r in records if 'eval/num_examples' in r] == [20, 40]
 
 
@@ -83,6 +83,7 @@ def test_an_evaluator_runs_on_its_own_split_preprocessing_and_period(workdir):
     ({'eval': {'type': 'per_example', 'every': 7}}, r'evals.eval.every=7 must be a multiple of steps_per_call=2'),
     ({'eval': {'type': 'per_example', 'split': 'tset'}}, r"evals.eval.split: .*'tset'"),
     ({'eval': {'type': 'per_example', 'pp': 'no_such_op'}}, r'evals.eval.pp: .*no_such_op'),
+    ({'train': {'type': 'per_example'}}, r"evals.train: 'train/' holds the trainer's own metrics"),
 ])
 def test_bad_evaluators_are_one_line_before_compiling_and_leave_no_workdir(evals, message, workdir, monkeypatch):
   monkeypatch.setattr(trainer, '_compile', lambda run: pytest.fail('compiled the train step'))

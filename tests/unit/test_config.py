@@ -108,6 +108,7 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_second():
                              capture_output=True, text=True, check=True).stdout.strip() for which in ('run', 'test')]
   assert 'python -m train_lib.main' in commands[0]
   assert 'pytest' in commands[1] and 'dataset-fashion-mnist' in commands[1]
+  assert len(open(os.path.join(REPO, 'README.md')).read().splitlines()) <= 200  # for users; numbers go to docs/
 
 
 def test_epochs_become_a_whole_number_of_device_calls():

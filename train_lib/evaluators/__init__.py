@@ -17,10 +17,17 @@ EVALUATORS: dict[str, type[Evaluator]] = {
 }
 
 
+# Metric prefixes the trainer writes itself.
+RESERVED_NAMES = ('train', 'perf')
+
+
 def build(config: ml_collections.ConfigDict, context: Context) -> list[Evaluator]:
   """Every evaluator of `config.evals`, checked; a bad type or key is one ConfigError line."""
   evaluators = []
   for name, cfg in config.evals.items():
+    if name in RESERVED_NAMES:
+      raise ConfigError(f"evals.{name}: '{name}/' holds the trainer's own metrics; name the evaluator otherwise, "
+                        f"e.g. '{name}_split'")
     if not isinstance(cfg, ml_collections.ConfigDict) or 'type' not in cfg:
       raise ConfigError(f"evals.{name} needs a type, e.g. config.evals.{name} = {{'type': 'per_example'}}; "
                         f'valid types are {sorted(EVALUATORS)}')
