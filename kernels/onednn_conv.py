@@ -29,8 +29,8 @@ import numpy as np
 
 from kernels import ffi_build, xla_conv
 
-__all__ = ['bf16_implementation', 'build_name', 'conv_general_dilated', 'ffi_flops', 'threads_for', 'unavailable_reason',
-           'why_not']
+__all__ = ['bf16_implementation', 'build_name', 'conv_general_dilated', 'ffi_flops', 'threads_for',
+           'unavailable_reason', 'why_not']
 
 _TARGETS = {
     'forward': ('lamina_onednn_conv_forward', 'OneDnnConvForward'),

@@ -222,10 +222,10 @@ def _divides(window: Sequence[int], spatial: Sequence[int]) -> bool:
 
 def _tiled_pool(x: jax.Array, kind: str, window: tuple[int, ...]) -> jax.Array:
   """Non-overlapping windows as a reshape, then a mean, or an elementwise maximum over the
-  window's positions. XLA:CPU differentiates reduce_window max with a select-and-scatter
-  several times slower than a reshaped max, and a reshaped max as reductions it cannot fuse;
-  the chain of maximums and its gradient are one loop fusion each. Tied maxima share the gradient (each jnp.maximum splits a tie in half) instead of the
-  first taking it."""
+  window's positions. XLA:CPU differentiates reduce_window max with a select-and-scatter several
+  times slower than a reshaped max, and a reshaped max as reductions it cannot fuse; the chain
+  of maximums and its gradient are one loop fusion each. Tied maxima share the gradient (each
+  jnp.maximum splits a tie in half) instead of the first taking it."""
   tiles = [d for size, w in zip(x.shape[1:-1], window) for d in (size // w, w)]
   x = x.reshape(x.shape[0], *tiles, x.shape[-1])
   axes = tuple(range(2, 2 * len(window) + 1, 2))

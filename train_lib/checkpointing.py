@@ -76,7 +76,8 @@ class Checkpointer:
 
   def save(self, step: int, state: TrainState, data_state: bytes, *, force: bool = False) -> None:
     """Saves `state` but its frozen parts, which their own runs hold."""
-    items = dict(state=ocp.args.StandardSave(state.replace(frozen=None)), data=DataStateSave(_IteratorSnapshot(data_state)),
+    items = dict(state=ocp.args.StandardSave(state.replace(frozen=None)),
+                 data=DataStateSave(_IteratorSnapshot(data_state)),
                  config=ocp.args.JsonSave(self._config))
     if self._tokenizer:
       items['tokenizer'] = ocp.args.JsonSave(self._tokenizer)

@@ -120,7 +120,7 @@ def _groups(cfg: ml_collections.ConfigDict) -> list[_Group]:
   return groups
 
 
-def make_transform(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def _transform(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
   """Clip -> (coupled L2 decay for non-adamw) -> optimizer, with the schedule applied."""
   lr = make_schedule(cfg, total_steps)
   parts = []
@@ -155,7 +155,7 @@ class Optimizer:
     groups = _groups(cfg)
     self.groups = tuple(group.name for group in groups)
     self._patterns = {group.name: group.pattern for group in groups if group.pattern is not None}
-    self._tx = optax.multi_transform({group.name: make_transform(group.settings, total_steps) for group in groups},
+    self._tx = optax.multi_transform({group.name: _transform(group.settings, total_steps) for group in groups},
                                      self.labels)
 
   def labels(self, params: Any) -> Any:

@@ -95,11 +95,6 @@ class _Run:
         workdir=self.workdir, compiler_options=self.compiler_options))
     workdir_lib.prepare(self.workdir)  # last check: a bad config leaves no directory behind
 
-  def fresh_state(self):
-    """The initial train state, with the frozen parts restored from their runs."""
-    state = state_init.init_state(self.create_state, self.rng, self.shardings.replace(frozen={}))
-    return state.replace(frozen=frozen.restore(self.frozen_parts, self.frozen_spec))
-
   def evaluate(self, state, step: int, *, is_last: bool, writer: MetricWriter | None = None) -> dict[str, float]:
     """The scalars of every evaluator due at `step`, as '<name>/<key>'; images go to `writer`."""
     scalars = {}
@@ -157,9 +152,10 @@ def _train(run: _Run) -> dict[str, float]:
   if start:
     logging.info('Resuming from the checkpoint at step %d', start)
     state = checkpointer.restore(start, state_init.with_shardings(run.abstract_state, run.shardings), run.iterator)
-    state = state.replace(frozen=frozen.restore(run.frozen_parts, run.frozen_spec))
   else:
-    state = run.fresh_state()
+    state = state_init.init_state(run.create_state, run.rng, run.shardings.replace(frozen={}))
+  # Checkpoints hold no frozen part: each comes from its own run, on a fresh start as on resume.
+  state = state.replace(frozen=frozen.restore(run.frozen_parts, run.frozen_spec))
   if run.process_index == 0:
     workdir_lib.write_config(run.workdir, config)
   writer = MetricWriter(run.workdir, enabled=run.process_index == 0, resume_step=start)
@@ -175,7 +171,8 @@ def _train(run: _Run) -> dict[str, float]:
   peak, peak_source = accounting.peak_flops_per_device(precision.resolve(config.compute_dtype), run.workdir)
   logging.info('Compute dtype %s; model FLOPs per step per device: %.3g; peak %.3g FLOP/s per device (%s)',
                precision.resolve(config.compute_dtype), flops, peak, peak_source)
-  logging.info('kernels=%s%s', config.kernels, f' ({kernels.describe(built_only=True)})' if config.kernels == 'auto' else '')
+  logging.info('kernels=%s%s', config.kernels,
+               f' ({kernels.describe(built_only=True)})' if config.kernels == 'auto' else '')
   progress = Progress(run.total_steps, start, config.batch_size, flops, peak, run.task.tokens_per_example)
   profiler = Profiler(os.path.join(run.workdir, 'profile'), config.profile)
   pending, record, step = [], {}, start

@@ -102,7 +102,8 @@ def test_accumulated_gradient_is_the_mean_over_micro_batches():
   assert float(metrics['loss']) == pytest.approx(3.5)
 
 
-_PARAMS = {'backbone': {'conv': {'kernel': jnp.ones((2, 2))}}, 'head': {'kernel': jnp.ones((2, 3)), 'bias': jnp.ones(3)}}
+_PARAMS = {'backbone': {'conv': {'kernel': jnp.ones((2, 2))}},
+           'head': {'kernel': jnp.ones((2, 3)), 'bias': jnp.ones(3)}}
 
 
 def test_groups_take_parameters_by_path_and_train_at_their_own_rates():

@@ -3,10 +3,11 @@
   config.evals.eval = {'type': 'per_example', 'every': 500, 'split': 'test', 'pp': '...'}
   config.evals.samples = {'type': 'my_type', 'every': 1000, 'num': 64}
 
-Every evaluator has the keys of COMMON_FIELDS (each defaults to its run-wide value) and
-declares its own in `config_fields`. `run(state)` returns scalars, written as
-'<name>/<key>', and images, written as PNGs under WORKDIR/samples/ and as TensorBoard
-images. Evaluators are built, and their keys checked, before anything is compiled.
+Every evaluator has the keys of COMMON_FIELDS, which default to the run's eval_every,
+data.eval_split, data.pp_eval and eval_batch_size, and declares its own in `config_fields`.
+`run(state)` returns scalars, written as '<name>/<key>', and images, written as PNGs under
+WORKDIR/samples/ and as TensorBoard images. Evaluators are built, and their keys checked, before
+anything is compiled.
 """
 
 import abc
@@ -25,9 +26,7 @@ from train_lib.errors import ConfigError
 from train_lib.tasks.base import Task
 from train_lib.train_state import TrainState
 
-# Keys every evaluator has -> the run-wide config key each one defaults to.
-COMMON_FIELDS = {'every': 'eval_every', 'split': 'data.eval_split', 'pp': 'data.pp_eval',
-                 'batch_size': 'eval_batch_size'}
+COMMON_FIELDS = ('every', 'split', 'pp', 'batch_size')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +62,10 @@ class Evaluator(abc.ABC):
     registry.check_keys(cfg.keys(), ['type', *COMMON_FIELDS, *self.config_fields], where=where)
     self.every = cfg.get('every', context.config.eval_every)
     if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
-      raise ConfigError(f'{where}.every must be an int >= 0 (0: only after the last step), '
-                                 f'got {self.every!r}')
+      raise ConfigError(f'{where}.every must be an int >= 0 (0: only after the last step), got {self.every!r}')
     if self.every % context.config.steps_per_call:
       raise ConfigError(f'{where}.every={self.every} must be a multiple of steps_per_call='
-                                 f'{context.config.steps_per_call}')
+                        f'{context.config.steps_per_call}')
     self.batch_size = cfg.get('batch_size', context.config.eval_batch_size)
     self.cfg = cfg
     # config.data with this evaluator's split and preprocessing as its eval split and pp_eval.
@@ -92,4 +90,3 @@ class Evaluator(abc.ABC):
   @abc.abstractmethod
   def run(self, state: TrainState) -> Result:
     """Evaluates `state` (collectively: every process calls it)."""
-
