@@ -13,9 +13,11 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from jax._src.interpreters import partial_eval as pe  # dce_jaxpr has no public name
 
 import kernels
+from train_lib import storage
 
 # Dense peak FLOP/s per chip (bf16, and f32 where the vendor quotes it; TF32 on NVIDIA).
 PEAK_FLOPS = {
@@ -125,20 +127,18 @@ def best_seconds(run: Callable[[], Any], repeats: int = 20, budget_s: float = 2.
   return best
 
 
-def peak_flops_per_device(dtype: str, workdir: str | None = None) -> tuple[float, str]:
+def peak_flops_per_device(dtype: str, workdir: str | epath.Path | None = None) -> tuple[float, str]:
   """(peak FLOP/s of one device in `dtype`, where the number came from)."""
   device = jax.local_devices()[0]
   for kind, peaks in PEAK_FLOPS.items():
     if device.device_kind.startswith(kind):
       return peaks[dtype if dtype in peaks else 'float32'], f'datasheet ({device.device_kind})'
-  cache = os.path.join(workdir, 'peak_flops.json') if workdir else None
+  cache = storage.path(workdir) / 'peak_flops.json' if workdir else None
   key = f'{device.platform}:{device.device_kind}:{jax.local_device_count()}:{dtype}'
-  cached = json.load(open(cache)) if cache and os.path.exists(cache) else {}
+  cached = json.loads((cache and storage.read_text(cache)) or '{}')
   if key not in cached:
     cached[key] = _measure_matmul_flops(dtype)
     if cache and jax.process_index() == 0:
-      with open(cache + '.tmp', 'w') as f:
-        json.dump(cached, f, indent=2)
-      os.replace(cache + '.tmp', cache)
+      storage.write_atomically(cache, json.dumps(cached, indent=2))
   return (cached[key] / jax.local_device_count(),
           f'measured {_MATMUL_SIZE}x{_MATMUL_SIZE} {dtype} matmul ({device.device_kind}, {os.cpu_count()} cores)')

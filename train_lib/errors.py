@@ -13,3 +13,7 @@ class Preempted(Exception):
   """SIGTERM arrived; a checkpoint was saved and the same command resumes."""
 
   exit_code = 75  # EX_TEMPFAIL: "try again", which is what a rerun does.
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint in the workdir reads back intact; the message says which and what to do."""

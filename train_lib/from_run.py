@@ -6,13 +6,14 @@ fine-tuning from another run. Nothing here writes to the source's workdir.
 """
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
+from train_lib import workdir as workdir_lib
 from train_lib.errors import ConfigError
 
 
@@ -20,17 +21,17 @@ from train_lib.errors import ConfigError
 class SourceRun:
   """One checkpoint of another run: where it is and the config that trained it."""
 
-  workdir: str
+  workdir: epath.Path
   step: int
   config: ml_collections.ConfigDict
 
   @property
-  def directory(self) -> str:
-    return os.path.join(self.workdir, 'checkpoints', str(self.step))
+  def directory(self) -> epath.Path:
+    return self.workdir / 'checkpoints' / str(self.step)
 
   def has_item(self, name: str) -> bool:
     """Whether the checkpoint holds item `name` ('state', 'config', 'tokenizer', ...)."""
-    return os.path.isdir(os.path.join(self.directory, name))
+    return (self.directory / name).is_dir()
 
 
 def open_run(workdir: str, step: int | None = None, *, what: str) -> SourceRun:
@@ -39,8 +40,8 @@ def open_run(workdir: str, step: int | None = None, *, what: str) -> SourceRun:
   A missing run or step is a ConfigError whose one line starts with `what` (the config
   key or flag that named the run) and says how to fix it.
   """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  directory = os.path.join(workdir, 'checkpoints')
+  workdir = workdir_lib.resolve(workdir)
+  directory = workdir / 'checkpoints'
   steps = _steps(directory)
   if not steps:
     raise ConfigError(f'{what}: no checkpoint in {directory}; train that run first or point {what} at a run '
@@ -52,22 +53,28 @@ def open_run(workdir: str, step: int | None = None, *, what: str) -> SourceRun:
   return SourceRun(workdir, step, ml_collections.ConfigDict(_json_item(directory, step, 'config')))
 
 
-def _steps(directory: str) -> list[int]:
+def _steps(directory: epath.Path) -> list[int]:
   """The committed checkpoint steps in `directory`, oldest first (orbax names them by step)."""
-  if not os.path.isdir(directory):
+  if not directory.is_dir():
     return []
-  return sorted(int(name) for name in os.listdir(directory)
-                if name.isdigit() and os.path.isdir(os.path.join(directory, name, 'state')))
+  return sorted(int(step.name) for step in directory.iterdir()
+                if step.name.isdigit() and (step / 'state').is_dir())
+
+
+def state_shapes(step_directory: epath.Path) -> dict[str, Any]:
+  """ShapeDtypeStructs of the train state saved in one checkpoint (its 'state' item's metadata)."""
+  metadata = ocp.StandardCheckpointer().metadata(step_directory / 'state').item_metadata
+  tree = metadata.tree if hasattr(metadata, 'tree') else metadata
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
 
 
 def saved_shapes(source: SourceRun, subtree: str) -> Any:
   """ShapeDtypeStructs of one subtree of the saved train state ('params', 'model_state', ...)."""
-  metadata = ocp.StandardCheckpointer().metadata(os.path.join(source.directory, 'state')).item_metadata
-  tree = metadata.tree if hasattr(metadata, 'tree') else metadata
+  tree = state_shapes(source.directory)
   if tree.get(subtree) is None:
     raise ConfigError(f'the checkpoint {source.directory} holds no {subtree!r}; it holds '
                       f'{sorted(k for k, v in tree.items() if v is not None)}')
-  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree[subtree])
+  return tree[subtree]
 
 
 def restore(source: SourceRun, target: dict[str, Any]) -> dict[str, Any]:
@@ -75,16 +82,16 @@ def restore(source: SourceRun, target: dict[str, Any]) -> dict[str, Any]:
   'model_state'), restored onto the shardings its ShapeDtypeStructs carry."""
   restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding), target)
   with ocp.PyTreeCheckpointer() as checkpointer:
-    return checkpointer.restore(os.path.join(source.directory, 'state'), args=ocp.args.PyTreeRestore(
+    return checkpointer.restore(source.directory / 'state', args=ocp.args.PyTreeRestore(
         target, restore_args=restore_args, partial_restore=True))
 
 
 def read_json(source: SourceRun, item: str) -> Any:
   """A JSON item of the checkpoint ('tokenizer', ...)."""
-  return _json_item(os.path.dirname(source.directory), source.step, item)
+  return _json_item(source.directory.parent, source.step, item)
 
 
-def _json_item(checkpoints: str, step: int, item: str) -> Any:
+def _json_item(checkpoints: epath.Path, step: int, item: str) -> Any:
   manager = ocp.CheckpointManager(checkpoints, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
   try:
     return manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]

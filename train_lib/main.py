@@ -20,7 +20,7 @@ from ml_collections import config_flags
 
 import experiments
 from train_lib import compilation_cache, runtime
-from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
+from train_lib.errors import CheckpointError, ConfigError, NonFiniteLossError, Preempted
 from train_lib.trainer import train_and_evaluate
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), 'digits_cnn.py')
@@ -76,6 +76,8 @@ def main(argv: list[str]) -> None:
     train_and_evaluate(config, flags.FLAGS.workdir)
   except ConfigError as e:
     sys.exit(f'lamina: config error: {e}')
+  except CheckpointError as e:
+    sys.exit(f'lamina: cannot resume: {e}')
   except NonFiniteLossError as e:
     sys.exit(f'lamina: training stopped: {e}')
   except Preempted as e:

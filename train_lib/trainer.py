@@ -5,7 +5,6 @@ config -> checks -> mesh -> data -> task, frozen parts, evaluators -> sharded st
 """
 
 import math
-import os
 
 import jax
 import ml_collections
@@ -70,6 +69,7 @@ class _Run:
     self.rules = logical_rules(config)
     self.compiler_options = compiler_options.from_config(config)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
+    self.workdir = workdir_lib.resolve(workdir)
     config_check.validate_batch_layout(config, data_parallel_size(mesh, self.rules), self.process_count)
     self.frozen_parts = frozen.parts(config)
     data_info = input_pipeline.dataset_info(config.data)
@@ -89,7 +89,6 @@ class _Run:
     self.abstract_state = abstract.replace(frozen=jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), self.frozen_spec))
     self.shardings = shardings.replace(frozen=jax.tree.map(lambda s: s.sharding, self.frozen_spec))
-    self.workdir = workdir_lib.absolute(workdir)
     self.evaluators = evaluators.build(config, evaluators.Context(
         config=config, task=self.task, mesh=mesh, rules=self.rules, state_shardings=self.shardings,
         workdir=self.workdir, compiler_options=self.compiler_options))
@@ -137,6 +136,16 @@ def _compile(run: _Run):
   return compiled, accounting.matmul_flops(train_call, state_spec, batch_spec) / (k * run.mesh.size)
 
 
+def _save(checkpointer: Checkpointer, writer: MetricWriter, step: int, state, data_state: bytes, *,
+          force: bool = False) -> None:
+  """Saves a checkpoint once metrics.jsonl holds every record up to `step`, so a resume from
+  it finds them; writing the metrics overlaps the checkpoint's blocking part."""
+  metrics_written = writer.flush()
+  checkpointer.save(step, state, data_state, force=force)
+  if metrics_written:
+    metrics_written.result()
+
+
 def _train(run: _Run) -> dict[str, float]:
   config = run.config
   train_call, flops = _compile(run)
@@ -147,13 +156,12 @@ def _train(run: _Run) -> dict[str, float]:
 
   tokenizer = (input_pipeline.text_data.tokenizer(config.data).to_json()
                if input_pipeline.text_data.is_text(config.data) else None)
-  checkpointer = Checkpointer(os.path.join(run.workdir, 'checkpoints'), config.checkpoint, config, tokenizer)
-  start = checkpointer.latest_step() or 0
-  if start:
-    logging.info('Resuming from the checkpoint at step %d', start)
-    state = checkpointer.restore(start, state_init.with_shardings(run.abstract_state, run.shardings), run.iterator)
-  else:
+  checkpointer = Checkpointer(run.workdir / 'checkpoints', config.checkpoint, config, tokenizer)
+  start, state = checkpointer.restore_latest(state_init.with_shardings(run.abstract_state, run.shardings), run.iterator)
+  if state is None:
     state = state_init.init_state(run.create_state, run.rng, run.shardings.replace(frozen={}))
+  else:
+    logging.info('Resuming from the checkpoint at step %d', start)
   # Checkpoints hold no frozen part: each comes from its own run, on a fresh start as on resume.
   state = state.replace(frozen=frozen.restore(run.frozen_parts, run.frozen_spec))
   if run.process_index == 0:
@@ -174,7 +182,7 @@ def _train(run: _Run) -> dict[str, float]:
   logging.info('kernels=%s%s', config.kernels,
                f' ({kernels.describe(built_only=True)})' if config.kernels == 'auto' else '')
   progress = Progress(run.total_steps, start, config.batch_size, flops, peak, run.task.tokens_per_example)
-  profiler = Profiler(os.path.join(run.workdir, 'profile'), config.profile)
+  profiler = Profiler(run.workdir / 'profile', config.profile)
   pending, record, step = [], {}, start
   try:
     while step < run.total_steps:
@@ -189,7 +197,7 @@ def _train(run: _Run) -> dict[str, float]:
         jax.block_until_ready(pending[-2])
       if watcher.should_stop(step):
         _summarize(pending)
-        checkpointer.save(step, state, data_state, force=True)
+        _save(checkpointer, writer, step, state, data_state, force=True)
         checkpointer.wait()
         raise Preempted(f'SIGTERM: saved a checkpoint at step {step}; rerun the same command to resume')
       is_last = step == run.total_steps
@@ -206,7 +214,7 @@ def _train(run: _Run) -> dict[str, float]:
       if (config.checkpoint.every and step % config.checkpoint.every == 0) or is_last:
         if pending:
           _summarize(pending)  # never checkpoint a state that went NaN
-        checkpointer.save(step, state, data_state)
+        _save(checkpointer, writer, step, state, data_state)
   finally:
     profiler.close()
     feeder.close()

@@ -1,33 +1,58 @@
-"""The run's directory: created, checked writable, and given its config.json."""
+"""The run's directory, on a local disk or in a bucket: resolved, checked writable, given its config.json."""
 
 import json
 import os
-import tempfile
+import uuid
 
 import ml_collections
+from etils import epath
 
+from train_lib import storage
 from train_lib.errors import ConfigError
 
 
-def absolute(workdir: str) -> str:
-  """`workdir` as an absolute path, `~` expanded."""
-  return os.path.abspath(os.path.expanduser(workdir))
+def resolve(workdir: str | os.PathLike) -> epath.Path:
+  """`workdir` as an epath; a URL scheme lamina cannot checkpoint to is one ConfigError line."""
+  location = os.fspath(workdir)
+  if location.startswith(storage.UNSUPPORTED_SCHEMES):
+    raise ConfigError(f'workdir {location}: orbax-checkpoint writes checkpoints to local paths and gs:// only; '
+                      'use a gs:// bucket, or mount the bucket (e.g. mountpoint-s3) and pass its local path')
+  if '://' in location and not storage.is_remote(location):
+    raise ConfigError(f'workdir {location}: unknown storage scheme; use a local path or gs://BUCKET/PATH')
+  return storage.path(location)
 
 
-def prepare(workdir: str) -> str:
-  """Creates `workdir` if needed and proves it writable; returns its absolute path."""
-  path = absolute(workdir)
+def prepare(workdir: str | os.PathLike) -> epath.Path:
+  """Creates `workdir` if needed and proves it writable with a probe file it removes again."""
+  path = resolve(workdir)
+  probe = path / f'.write_check.{uuid.uuid4().hex}'
   try:
-    os.makedirs(path, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path, prefix='.write_check'):
-      pass
-  except OSError as e:
-    raise ConfigError(f'workdir {path} is not writable ({e.strerror}); choose another --workdir') from e
+    with storage.quiet_client_logs():
+      path.mkdir(parents=True, exist_ok=True)
+      probe.write_text('')
+      probe.unlink()
+  except Exception as e:  # pylint: disable=broad-except  # every client error is one line here
+    raise ConfigError(f'workdir {path} is not writable: {_reason(e, path)}') from e
   return path
 
 
-def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  tmp = os.path.join(workdir, '.config.json.tmp')
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(json.loads(config.to_json_best_effort()), f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(workdir, 'config.json'))
+def _reason(error: Exception, path: epath.Path) -> str:
+  """What went wrong, and the fix, from the storage client's exception."""
+  text = str(error).splitlines()[0] if str(error) else type(error).__name__
+  if not storage.is_remote(path):
+    return f'{getattr(error, "strerror", None) or text}; choose another --workdir'
+  bucket = str(path).split('/')[2]
+  code = getattr(error, 'code', None)
+  if isinstance(error, FileNotFoundError):
+    return f'bucket gs://{bucket} does not exist; create it (gcloud storage buckets create gs://{bucket})'
+  if code in (401, 403) or isinstance(error, PermissionError):
+    return (f'no permission to write to gs://{bucket} ({text}); sign in (gcloud auth application-default login) '
+            'or set GOOGLE_APPLICATION_CREDENTIALS to a service account that may write there')
+  if 'connect' in text.lower() or isinstance(error, (ConnectionError, TimeoutError)):
+    return f'cannot reach the storage service ({text}); check the network (or STORAGE_EMULATOR_HOST)'
+  return f'{type(error).__name__}: {text}'
+
+
+def write_config(workdir: epath.Path, config: ml_collections.ConfigDict) -> None:
+  storage.write_atomically(workdir / 'config.json', json.dumps(
+      json.loads(config.to_json_best_effort()), indent=2, sort_keys=True))

@@ -18,6 +18,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from etils import epath
 from jax.sharding import Mesh
 
 import input_pipeline
@@ -38,7 +39,7 @@ class Context:
   mesh: Mesh
   rules: tuple
   state_shardings: TrainState
-  workdir: str
+  workdir: epath.Path  # local or gs://; read and write through it (train_lib/storage.py)
   compiler_options: dict[str, Any]
 
 
