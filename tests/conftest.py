@@ -17,6 +17,7 @@ import pytest
 
 import kernels
 from experiments import digits_cnn
+from tests import storage_emulator
 from train_lib import compilation_cache
 
 compilation_cache.enable()  # as the command line does; before any test compiles
@@ -66,6 +67,38 @@ def run_main(*args: str, env: dict | None = None, timeout: int = 300) -> subproc
   """`python -m train_lib.main ARGS` in a fresh process."""
   return subprocess.run([sys.executable, '-m', 'train_lib.main', *args], cwd=REPO, capture_output=True,
                         text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def launch_processes(*main_args: str, port: int, env: dict | None = None,
+                     wait: bool = True) -> str | subprocess.Popen:
+  """launch/multiprocess.sh: two processes of two CPU devices each, joined on 127.0.0.1:`port`.
+  With `wait`, its output (the run must succeed); otherwise the launcher's process."""
+  command = [os.path.join(REPO, 'launch', 'multiprocess.sh'), '--processes=2', '--devices_per_process=2',
+             f'--port={port}', '--', *main_args]
+  # The interpreter running the tests, whether or not its venv is on PATH.
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True, env={**os.environ, 'PYTHON': sys.executable, **(env or {})})
+  if not wait:
+    return process
+  output, _ = process.communicate(timeout=600)
+  assert process.returncode == 0, output[-3000:]
+  return output
+
+
+@pytest.fixture(scope='session')
+def gcs():
+  """A GCS emulator for this worker, its environment set here and returned for subprocesses."""
+  with storage_emulator.running() as env:
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+      yield env
+    finally:
+      for key, value in saved.items():
+        if value is None:
+          os.environ.pop(key, None)
+        else:
+          os.environ[key] = value
 
 
 @pytest.fixture

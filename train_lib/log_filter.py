@@ -15,6 +15,7 @@ class _LibraryInfoFilter(logging.Filter):
 
 
 def quiet_library_info() -> None:
+  logging.getLogger('gcsfs').setLevel(logging.WARNING)  # a line per file opened in a bucket
   logger = absl_logging.get_absl_logger()
   if not any(isinstance(f, _LibraryInfoFilter) for f in logger.filters):
     logger.addFilter(_LibraryInfoFilter())

@@ -150,5 +150,7 @@ def _lines_up_to(path: epath.Path, step: int) -> list[str]:
 
 def read_metrics(workdir: str | epath.Path) -> list[dict]:
   """All records of a run's metrics.jsonl, in order."""
-  text = (storage.path(workdir) / 'metrics.jsonl').read_text()
+  text = storage.read_text(storage.path(workdir) / 'metrics.jsonl')
+  if text is None:
+    raise FileNotFoundError(f'no metrics.jsonl in {workdir}')
   return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -45,11 +45,19 @@ def write_atomically(target: epath.Path, data: str | bytes) -> None:
 
 
 def read_text(target: epath.Path) -> str | None:
-  """The file's text, or None where it does not exist."""
+  """The file's text as it is now, or None where it does not exist."""
+  forget_listings(target)
   try:
     return target.read_text()
   except FileNotFoundError:
     return None
+
+
+def forget_listings(target: epath.Path) -> None:
+  """Drops this process's cached listings of `target`'s bucket (fsspec caches them, sizes
+  included), so what other processes wrote since is seen."""
+  if is_remote(target):
+    epath.backend.fsspec_backend.fs(os.fspath(target)).invalidate_cache()
 
 
 def copy_tree(source: str, target: epath.Path) -> None:

@@ -2,33 +2,21 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_main
+from tests.conftest import launch_processes, run_main
 from train_lib.metric_writer import read_metrics
 
-LAUNCH = os.path.join(REPO, 'launch', 'multiprocess.sh')
 # A constant learning rate, so a run may be extended by raising total_steps.
 ARGS = ['--config.log_every=5', '--config.eval_every=10', '--config.checkpoint.every=10',
         '--config.optimizer.schedule=constant', '--config.optimizer.warmup_steps=0']
 
 
 def _launch(workdir, port, *args, wait=True):
-  command = [LAUNCH, '--processes=2', '--devices_per_process=2', f'--port={port}', '--',
-             f'--workdir={workdir}', *ARGS, *args]
-  # The interpreter running the tests, whether or not its venv is on PATH.
-  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True, env={**os.environ, 'PYTHON': sys.executable})
-  if not wait:
-    return process
-  output, _ = process.communicate(timeout=600)
-  assert process.returncode == 0, output[-3000:]
-  return output
+  return launch_processes(f'--workdir={workdir}', *ARGS, *args, port=port, wait=wait)
 
 
 def _children(pid: int) -> list[str]:
