@@ -22,7 +22,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from train_lib import fingerprint, from_run, storage
+from train_lib import fingerprint, from_run, log_filter, storage
 from train_lib.errors import CheckpointError, ConfigError
 from train_lib.train_state import TrainState
 
@@ -109,6 +109,7 @@ class Checkpointer:
       if _everywhere(problem is None):
         return step, state
       problem = problem or 'unreadable on another process'
+      log_filter.restore_failed()
       fallback = f'resuming from step {steps[i + 1]}' if i + 1 < len(steps) else 'no older checkpoint'
       logging.warning('Checkpoint at step %d in %s is unreadable (%s); set aside; %s',
                       step, self._directory, problem, fallback)
@@ -163,7 +164,10 @@ def _everywhere(ok: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.array(ok))))
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: BaseException) -> str:
+  """The first line of the innermost cause: orbax wraps tensorstore's precise error in a vaguer one."""
+  while error.__cause__ is not None:
+    error = error.__cause__
   text = str(error).strip().splitlines()
   return f'{type(error).__name__}: {text[0][:300] if text else ""}'.rstrip(': ')
 

@@ -63,7 +63,7 @@ def _steps(directory: epath.Path) -> list[int]:
 
 def state_shapes(step_directory: epath.Path) -> dict[str, Any]:
   """ShapeDtypeStructs of the train state saved in one checkpoint (its 'state' item's metadata)."""
-  metadata = ocp.StandardCheckpointer().metadata(step_directory / 'state').item_metadata
+  metadata = ocp.StandardCheckpointHandler().metadata(step_directory / 'state')  # the item's own metadata
   tree = metadata.tree if hasattr(metadata, 'tree') else metadata
   return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
 
