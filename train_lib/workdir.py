@@ -38,14 +38,15 @@ def prepare(workdir: str | os.PathLike) -> epath.Path:
 
 def _reason(error: Exception, path: epath.Path) -> str:
   """What went wrong, and the fix, from the storage client's exception."""
-  text = str(error).splitlines()[0] if str(error) else type(error).__name__
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
   if not storage.is_remote(path):
-    return f'{getattr(error, "strerror", None) or text}; choose another --workdir'
+    return f'{getattr(error, "strerror", None) or lines[0]}; choose another --workdir'
   bucket = str(path).split('/')[2]
-  code = getattr(error, 'code', None)
+  text = lines[-1]  # gcsfs puts the service's own message last
   if isinstance(error, FileNotFoundError):
     return f'bucket gs://{bucket} does not exist; create it (gcloud storage buckets create gs://{bucket})'
-  if code in (401, 403) or isinstance(error, PermissionError):
+  if (getattr(error, 'code', None) in (401, 403) or isinstance(error, PermissionError)
+      or lines[0].startswith('Forbidden')):
     return (f'no permission to write to gs://{bucket} ({text}); sign in (gcloud auth application-default login) '
             'or set GOOGLE_APPLICATION_CREDENTIALS to a service account that may write there')
   if 'connect' in text.lower() or isinstance(error, (ConnectionError, TimeoutError)):

@@ -1,9 +1,13 @@
 """gs:// workdirs against a local GCS emulator: every file of a run lands in the bucket, a second
 command resumes from it, a run killed with SIGKILL resumes from the bucket and ends as if never
 stopped, two processes write one checkpoint that one process restores, and a language-model run
-in the bucket samples from the command line."""
+in the bucket samples from the command line. A missing bucket, missing credentials, no permission
+and an unreachable service are each one line before anything compiles."""
 
+import http.server
+import json
 import os
+import threading
 import subprocess
 import sys
 import time
@@ -14,7 +18,7 @@ from etils import epath
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, launch_processes, run_main
-from tests.storage_emulator import BUCKET
+from tests.storage_emulator import BUCKET, client_env, free_port
 from train_lib import storage
 from train_lib.metric_writer import read_metrics
 
@@ -52,6 +56,7 @@ def test_a_run_writes_its_files_to_the_bucket_and_resumes_from_it(gcs, tmp_path)
   assert {'config.json', 'metrics.jsonl', 'checkpoints', 'tensorboard', 'profile', 'peak_flops.json'} <= {
       p.name for p in run.iterdir()}
   assert _steps(workdir) == [20, 40]
+  assert not list(run.glob('.write_check*'))
   assert [r['step'] for r in read_metrics(workdir)] == [10, 20, 30, 40]
   assert list(run.glob('profile/plugins/profile/*/*.xplane.pb'))
   events = list((run / 'tensorboard').iterdir())
@@ -115,3 +120,59 @@ def test_sampling_reads_a_language_model_run_in_the_bucket(gcs):
                           env={**os.environ, **gcs})
   assert sample.returncode == 0, sample.stderr[-2000:]
   assert sample.stdout.startswith('ROMEO:') and len(sample.stdout) > len('ROMEO:') + 10
+
+
+def _refused_before_compiling(result, reason: str) -> None:
+  assert result.returncode == 1, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('lamina: config error: workdir gs://') and reason in last, last
+  assert 'model FLOPs per step' not in result.stderr  # logged once the train step is compiled
+
+
+def test_a_missing_bucket_is_one_line_before_compiling(gcs):
+  result = run_main('--workdir=gs://no-such-bucket/run', '--config.total_steps=10', env=gcs)
+  _refused_before_compiling(result, 'bucket gs://no-such-bucket does not exist; create it')
+
+
+class _CloudStorageDenying(http.server.BaseHTTPRequestHandler):
+  """Answers every request as Cloud Storage answers a caller without credentials (401) or without
+  the permission to write (403); the emulator lets everyone do everything."""
+
+  code = 401
+
+  def _deny(self):
+    who = 'Anonymous caller' if self.code == 401 else 'runner@project.iam.gserviceaccount.com'
+    body = json.dumps({'error': {'code': self.code, 'message': f'{who} does not have storage.objects.create '
+                                 'access to the Google Cloud Storage object.'}}).encode()
+    self.send_response(self.code)
+    self.send_header('Content-Type', 'application/json')
+    self.send_header('Content-Length', str(len(body)))
+    self.end_headers()
+    self.wfile.write(body)
+
+  do_GET = do_POST = do_PUT = do_DELETE = _deny
+
+  def log_message(self, *args):
+    del args
+
+
+@pytest.mark.parametrize('code', [401, 403], ids=['no_credentials', 'no_permission'])
+def test_missing_credentials_or_permission_is_one_line_before_compiling(code):
+  handler = type('Denying', (_CloudStorageDenying,), {'code': code})
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  try:
+    result = run_main(f'--workdir=gs://{BUCKET}/run', '--config.total_steps=10',
+                      env=client_env(f'http://127.0.0.1:{server.server_port}'))
+  finally:
+    server.shutdown()
+  _refused_before_compiling(result, f'no permission to write to gs://{BUCKET} ')
+  assert 'gcloud auth application-default login' in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_an_unreachable_storage_service_is_one_line_before_compiling():
+  nothing_listens = f'http://127.0.0.1:{free_port()}'
+  result = run_main(f'--workdir=gs://{BUCKET}/run', '--config.total_steps=10', env=client_env(nothing_listens))
+  _refused_before_compiling(result, 'cannot reach the storage service')
+  assert 'Traceback' not in result.stderr

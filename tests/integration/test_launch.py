@@ -11,8 +11,8 @@ from tests.conftest import REPO
 MAIN_ARGS = ['--config=experiments/digits_cnn.py:tiny=True', '--workdir=/tmp/lamina/launch test']
 
 
-def _dry_run(script, *options):
-  command = ['bash', os.path.join(REPO, 'launch', script), '--dry-run', *options, '--', *MAIN_ARGS]
+def _dry_run(script, *options, main_args=tuple(MAIN_ARGS)):
+  command = ['bash', os.path.join(REPO, 'launch', script), '--dry-run', *options, '--', *main_args]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
   return [shlex.split(line.rstrip(' &')) for line in result.stdout.strip().splitlines()]
 
@@ -46,31 +46,54 @@ def test_slurm_runs_one_task_per_gpu_through_srun():
   assert '#SBATCH --requeue' in header and '#SBATCH --ntasks-per-node=8' in header
 
 
+TPU_OPTIONS = ['--name=lamina-t', '--zone=us-west4-a', '--type=v5litepod-16', '--project=p1', '--spot']
+BUCKET_ARGS = [MAIN_ARGS[0], '--workdir=gs://runs/launch test']
+
+
+def _train_args(lines):
+  """The trainer's args in the ssh command that runs it on every worker."""
+  [train] = [argv[-1].split('=', 1)[1] for argv in lines if 'train_lib.main' in argv[-1]]
+  return shlex.split(train.split('python3 -m train_lib.main', 1)[1].split('2>&1')[0])
+
+
 @pytest.mark.parametrize('queued', [False, True])
 def test_tpu_vm_creates_copies_installs_runs_fetches_and_deletes(queued):
-  options = ['--name=lamina-t', '--zone=us-west4-a', '--type=v5litepod-16', '--project=p1', '--spot']
-  lines = _dry_run('tpu_vm.sh', *options, *(['--queued'] if queued else []))
+  lines = _dry_run('tpu_vm.sh', *TPU_OPTIONS, *(['--queued'] if queued else []), main_args=BUCKET_ARGS)
   assert all(argv[0] in ('gcloud', 'git') for argv in lines)
   gcloud = [argv for argv in lines if argv[0] == 'gcloud']
-  assert all('--zone=us-west4-a' in argv and '--project=p1' in argv for argv in gcloud)
-  verbs = [' '.join(argv[1:5]) for argv in gcloud]
+  assert gcloud[0][1:4] == ['storage', 'buckets', 'describe'] and gcloud[0][4] == 'gs://runs'  # before the TPU
+  compute = [argv for argv in gcloud if argv[1] == 'compute']
+  assert all('--zone=us-west4-a' in argv and '--project=p1' in argv for argv in compute)
+  verbs = [' '.join(argv[1:5]) for argv in compute]
   create = 'compute tpus queued-resources create' if queued else 'compute tpus tpu-vm create'
-  assert verbs[0].startswith(create) and '--spot' in gcloud[0] and '--accelerator-type=v5litepod-16' in gcloud[0]
-  ssh = [argv for argv in gcloud if argv[3:5] == ['tpu-vm', 'ssh']]
+  assert verbs[0].startswith(create) and '--spot' in compute[0] and '--accelerator-type=v5litepod-16' in compute[0]
+  ssh = [argv for argv in compute if argv[3:5] == ['tpu-vm', 'ssh']]
   assert len(ssh) == 2 and all('--worker=all' in argv for argv in ssh)
-  install, train = (argv[-1].split('=', 1)[1] for argv in ssh)
-  assert "pip install -q -e '.[tpu]'" in install
-  assert shlex.split(train.split('python3 -m train_lib.main', 1)[1].split('2>&1')[0]) == MAIN_ARGS
+  assert "pip install -q -e '.[tpu]'" in ssh[0][-1]
+  assert _train_args(lines) == BUCKET_ARGS
+  assert ['gcloud', 'storage', 'cp', './lamina-t-train.log', 'gs://runs/launch test/train.log'] in lines
   assert 'delete' in verbs[-1]
+
+
+def test_tpu_vm_workdir_defaults_to_the_bucket():
+  lines = _dry_run('tpu_vm.sh', *TPU_OPTIONS, '--bucket=gs://runs', main_args=MAIN_ARGS[:1])
+  assert _train_args(lines) == [MAIN_ARGS[0], '--workdir=gs://runs/lamina/lamina-t']
 
 
 @pytest.mark.parametrize('script, options, message', [
     ('tpu_vm.sh', ['--zone=z', '--type=t'], '--name is required'),
+    ('tpu_vm.sh', ['--name=n', '--zone=z', '--type=v4-32', '--', '--workdir=/mnt/run'],
+     'a v4-32 has several hosts, each with its own disk, deleted at the end; pass --workdir=gs://BUCKET/PATH'),
+    ('tpu_vm.sh', ['--name=n', '--zone=z', '--type=v5litepod-8', '--', '--workdir=/mnt/run'],
+     'on a TPU VM that is deleted at the end; pass --workdir=gs://BUCKET/PATH (or --keep)'),
+    ('tpu_vm.sh', ['--name=n', '--zone=z', '--type=v5litepod-8', '--'], 'give --bucket=gs://BUCKET'),
+    ('tpu_vm.sh', ['--name=n', '--zone=z', '--type=v5litepod-8', '--bucket=runs', '--'], 'is not a gs:// bucket'),
     ('local.sh', ['--gpu=1'], "unknown option '--gpu=1'"),
     ('multiprocess.sh', ['--procs=2'], "unknown option '--procs=2'"),
 ])
 def test_bad_options_are_one_line(script, options, message):
-  result = subprocess.run(['bash', os.path.join(REPO, 'launch', script), '--dry-run', *options, '--'],
+  trailing = [] if '--' in options else ['--']
+  result = subprocess.run(['bash', os.path.join(REPO, 'launch', script), '--dry-run', *options, *trailing],
                           cwd=REPO, capture_output=True, text=True)
   assert result.returncode == 2
   assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

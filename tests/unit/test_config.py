@@ -2,12 +2,13 @@
 
 import json
 import os
+import re
 
 import jax
 import pytest
 
 from experiments import common
-from train_lib import config_check, mesh, precision
+from train_lib import config_check, mesh, precision, workdir
 from train_lib.config_defaults import base_config
 from train_lib.errors import ConfigError
 from train_lib.metric_writer import MetricWriter, read_metrics
@@ -133,3 +134,18 @@ def test_auto_compute_dtype_follows_the_machines_bfloat16_support(monkeypatch):
   precision.fast_bfloat16.cache_clear()
   assert precision.fast_bfloat16() == (jax.default_backend() != 'cpu' or 'avx512_bf16' in cpu_flags
                                        or 'amx_bf16' in cpu_flags)
+
+
+@pytest.mark.parametrize('location, message', [
+    ('s3://bucket/run', 'orbax-checkpoint writes checkpoints to local paths and gs:// only'),
+    ('hdfs://cluster/run', 'unknown storage scheme; use a local path or gs://BUCKET/PATH'),
+])
+def test_workdirs_lamina_cannot_checkpoint_to_are_one_line(location, message):
+  with pytest.raises(ConfigError, match=f'workdir {location}: {re.escape(message)}'):
+    workdir.resolve(location)
+
+
+def test_local_workdirs_resolve_absolute_and_buckets_as_they_are(monkeypatch, tmp_path):
+  monkeypatch.chdir(tmp_path)
+  assert str(workdir.resolve('runs/a')) == str(tmp_path / 'runs' / 'a')
+  assert str(workdir.resolve('gs://bucket/runs/a')) == 'gs://bucket/runs/a'
