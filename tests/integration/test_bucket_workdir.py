@@ -72,6 +72,10 @@ def test_a_run_writes_its_files_to_the_bucket_and_resumes_from_it(gcs, tmp_path)
   assert [r['step'] for r in read_metrics(workdir)] == [10, 20, 30, 40, 50, 60]
   assert _steps(workdir) == [20, 40, 60]
 
+  again = run_main(f'--workdir={workdir}', *args[:-2], '--config.total_steps=60', env=gcs)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f'The run in {workdir} is already complete at step 60' in again.stderr
+
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_from_the_bucket_and_equals_an_uninterrupted_run(gcs, tmp_path):
