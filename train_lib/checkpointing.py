@@ -13,7 +13,6 @@ import json
 import uuid
 from typing import Any
 
-import grain
 import jax
 import ml_collections
 import numpy as np
@@ -27,41 +26,37 @@ from train_lib.errors import CheckpointError, ConfigError
 from train_lib.train_state import TrainState
 
 
-class _IteratorSnapshot:
-  """The data iterator's state as of the last batch the train step consumed.
+class _DataStateHandler(ocp.AsyncCheckpointHandler):
+  """The data iterator's position, one `process_{i}-of-{n}.json` per process as grain writes it,
+  written in the background like the other items (grain's own handler writes it synchronously,
+  which on a bucket holds the train loop for a round trip).
 
-  The loader runs ahead of the device (prefetch), so the live iterator's state is
-  not the one that matches the saved train state; grain's handler only needs this.
+  lamina's loader stream depends only on the seed and the global batch size, so every
+  process's file holds the same position and any of them restores any topology.
   """
 
-  def __init__(self, state: bytes):
-    self._state = state
+  async def async_save(self, directory: epath.Path, args: 'DataStateSave') -> list:
+    return [ocp.future.CommitFutureAwaitingContractedSignals(self._write(directory, args.state),
+                                                             name='lamina_data_state')]
 
-  def get_state(self) -> bytes:
-    return self._state
+  async def _write(self, directory: epath.Path, state: bytes) -> None:
+    self.save(directory, DataStateSave(state))
 
+  def save(self, directory: epath.Path, args: 'DataStateSave') -> None:
+    (directory / f'process_{jax.process_index()}-of-{jax.process_count()}.json').write_bytes(args.state)
 
-class _DataStateHandler(grain.checkpoint.CheckpointHandler):
-  """grain's handler, except that a run may resume on a different number of processes.
-
-  grain writes one `process_{i}-of-{n}.json` per process. lamina's loader stream
-  depends only on the seed and the global batch size, so every process's file holds
-  the same position and any of them restores any topology.
-  """
-
-  def restore(self, directory: epath.Path, item: Any = None, args: Any = None) -> Any:
-    item = item or args.item
+  def restore(self, directory: epath.Path, args: 'DataStateRestore') -> Any:
     files = sorted(directory.glob('process_*-of-*.json'))
     exact = directory / f'process_{jax.process_index()}-of-{jax.process_count()}.json'
-    item.set_state((exact if exact.exists() else files[0]).read_text().encode())
-    item.start_prefetch()
-    return item
+    args.item.set_state((exact if exact.exists() else files[0]).read_bytes())
+    args.item.start_prefetch()
+    return args.item
 
 
 @ocp.args.register_with_handler(_DataStateHandler, for_save=True)
 @dataclasses.dataclass
 class DataStateSave(ocp.args.CheckpointArgs):
-  item: Any
+  state: bytes  # as of the last batch the train step consumed, not the live (prefetching) iterator's
 
 
 @ocp.args.register_with_handler(_DataStateHandler, for_restore=True)
@@ -86,7 +81,7 @@ class Checkpointer:
     """Saves `state` but its frozen parts, which their own runs hold."""
     state = state.replace(frozen=None)
     items = dict(state=ocp.args.StandardSave(state),
-                 data=DataStateSave(_IteratorSnapshot(data_state)),
+                 data=DataStateSave(data_state),
                  config=ocp.args.JsonSave(self._config),
                  fingerprint=ocp.args.JsonSave(fingerprint.of(state)))
     if self._tokenizer:

@@ -53,7 +53,8 @@ class _RestoreEchoLog(logging.Filter):
 
 
 def quiet_library_info() -> None:
-  logging.getLogger('gcsfs').setLevel(logging.WARNING)  # a line per file opened in a bucket
+  for chatty in ('gcsfs', 'fsspec'):  # a line per file opened in a bucket
+    logging.getLogger(chatty).setLevel(logging.WARNING)
   asyncio_logger = logging.getLogger('asyncio')
   if not any(isinstance(f, _RestoreEchoLog) for f in asyncio_logger.filters):
     asyncio_logger.addFilter(_RestoreEchoLog())
