@@ -41,5 +41,8 @@ def dataset_info(data_cfg: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def num_examples(data_cfg: ml_collections.ConfigDict, split: str) -> int:
-  """Examples in `split` (a tfds split spec); for text, non-overlapping windows of seq_len."""
+  """Examples in `split` (a tfds split spec, or 'SPLIT_per_class[N]': N * classes).
+
+  For text data sets, non-overlapping windows of seq_len.
+  """
   return len(records.load_records(data_cfg, split, training=False))

@@ -4,17 +4,20 @@ Reading record by record costs ~75 us per example in tfds's decoder, so small
 splits (all offline datasets, cifar-sized ones) are decoded once into numpy
 arrays, kept on disk for later processes (input_pipeline/decoded_cache.py), and a
 batch becomes one fancy index. Larger splits are read with one `__getitems__` call
-per batch.
+per batch. A few-label split ('train_per_class[10]', input_pipeline/few_labels.py)
+is a `Subset` of its base split's records, chosen from their labels alone.
 """
 
+import dataclasses
 import functools
 import os
 from typing import Sequence
 
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
 
-from input_pipeline import decoded_cache, sources
+from input_pipeline import decoded_cache, few_labels, sources
 
 from input_pipeline import text_data
 from input_pipeline import token_windows
@@ -39,6 +42,10 @@ class ArrayRecords:
   def read(self, indices: np.ndarray) -> Batch:
     return {k: v[indices] for k, v in self._arrays.items()}
 
+  def labels(self) -> np.ndarray:
+    """Every record's 'label' (already decoded)."""
+    return self._arrays['label']
+
   def __repr__(self) -> str:
     return self._description
 
@@ -62,18 +69,51 @@ class SourceRecords:
               for k, (shape, dtype) in self._spec.items()}
     return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
+  def labels(self) -> np.ndarray:
+    """Every record's 'label', leaving the other features (images) undecoded."""
+    features = self._source.dataset_info.features
+    skip = {k: tfds.decode.SkipDecoding() for k in features.keys() if k != 'label'}
+    # tfds data sources are dataclasses: this is the same split with other decoders.
+    labels_only = dataclasses.replace(self._source, decoders=skip)
+    n = len(labels_only)
+    return np.array([e['label'] for i in range(0, n, _LOAD_CHUNK)
+                     for e in labels_only.__getitems__(list(range(i, min(i + _LOAD_CHUNK, n))))])
+
   def __repr__(self) -> str:
     return self._description
 
 
-Records = ArrayRecords | SourceRecords | token_windows.TokenWindows
+class Subset:
+  """Records `indices` of other records, in that order: a few-label split."""
+
+  def __init__(self, records: ArrayRecords | SourceRecords, indices: np.ndarray,
+               description: str):
+    self._records = records
+    self._indices = indices
+    self._description = description
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def read(self, indices: np.ndarray) -> Batch:
+    return self._records.read(self._indices[indices])
+
+  def __repr__(self) -> str:
+    return self._description
+
+
+Records = ArrayRecords | SourceRecords | Subset | token_windows.TokenWindows
 
 
 def load_records(data_cfg: ml_collections.ConfigDict, split: str, *, training: bool) -> Records:
   """Records of `split`: examples, or for text data sets windows of its token stream.
 
-  Example records are cached per (data_dir, name, split) within a process.
+  Example records are cached per (data_dir, name, split) within a process; a
+  few-label split ('train_per_class[10]') also per data_cfg.subset_seed.
   """
+  if few_labels.parse(split):
+    return _load_per_class(sources.resolve_data_dir(data_cfg), data_cfg.name, split,
+                           data_cfg.subset_seed)
   if text_data.is_text(data_cfg):
     stride = data_cfg.window_stride if training else data_cfg.seq_len
     return token_windows.TokenWindows(
@@ -99,6 +139,16 @@ def _load(data_dir: str, name: str, split: str) -> Records:
 
   arrays = decoded_cache.load_or_decode(os.fspath(source.dataset_info.data_dir), name, split, spec, decode)
   return ArrayRecords(arrays, repr(records))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_per_class(data_dir: str, name: str, split: str, seed: int) -> Subset:
+  per_class = few_labels.parse(split)
+  builder = sources.get_builder(ml_collections.ConfigDict({'name': name, 'data_dir': data_dir}))
+  classes = few_labels.class_names(name, split, builder.info.features)
+  base = _load(data_dir, name, per_class.base)
+  indices = few_labels.select(base.labels(), per_class, classes, seed, name=name)
+  return Subset(base, indices, f'{name}:{split}/seed={seed}:{len(indices)}')
 
 
 def _fits_in_memory(spec: dict[str, tuple[tuple, np.dtype]], n: int) -> bool:

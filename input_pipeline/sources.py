@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from input_pipeline import builders
+from input_pipeline import few_labels
 
 _OFFLINE = ', '.join(builders.OFFLINE_DATASETS)
 
@@ -62,8 +63,12 @@ def get_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
 
 
 def split_names(split: str) -> list[str]:
-  """Base split names in a tfds split spec: 'train[:90%]+test' -> [train, test]."""
-  return [re.sub(r'\[.*', '', part).strip() for part in split.split('+')]
+  """Base split names in a split spec: 'train[:90%]+test' -> [train, test].
+
+  A few-label split names its base split's: 'train_per_class[10]' -> [train].
+  """
+  return [re.sub(r'\[.*', '', part).strip()
+          for part in few_labels.base_split(split).split('+')]
 
 
 def check_split(name: str, split: str, valid: Sequence[str]) -> None:
@@ -76,7 +81,7 @@ def check_split(name: str, split: str, valid: Sequence[str]) -> None:
       raise ValueError(
           f'unknown split {base!r} in {split!r} for dataset {name!r}; valid '
           f'splits: {", ".join(sorted(valid))} (tfds slices such as '
-          f"'train[:90%]' work too)")
+          f"'train[:90%]' and few-label splits such as 'train_per_class[10]' work too)")
 
 
 def get_source(data_cfg: ml_collections.ConfigDict,
@@ -84,6 +89,9 @@ def get_source(data_cfg: ml_collections.ConfigDict,
   """A random-access source over `split`: len(), [i] and __getitems__ -> dicts of numpy."""
   builder = get_builder(data_cfg)
   check_split(data_cfg.name, split, list(builder.info.splits))
+  if few_labels.parse(split):
+    raise ValueError(f'{split!r} is a few-label split, which tfds cannot serve: read it with '
+                     f'make_train_loader, make_eval_batches or records.load_records')
   try:
     return builder.as_data_source(split=split)
   except (ValueError, AssertionError) as e:  # Malformed slice syntax.

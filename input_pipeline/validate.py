@@ -4,6 +4,7 @@ import ml_collections
 import numpy as np
 
 from input_pipeline import builders
+from input_pipeline import few_labels
 from input_pipeline import preprocess
 from input_pipeline import sources
 from input_pipeline import text_data
@@ -13,12 +14,13 @@ from input_pipeline import tokenizers
 _FIELDS = {
     'name': ((str,), 'a dataset name'),
     'data_dir': ((str, type(None)), 'a directory or None'),
-    'train_split': ((str,), "a split such as 'train'"),
+    'train_split': ((str,), "a split such as 'train' or 'train_per_class[10]'"),
     'eval_split': ((str,), "a split such as 'test'"),
     'pp_train': ((str,), "a pp string such as 'value_range(0, 1)'"),
     'pp_eval': ((str,), "a pp string such as 'value_range(0, 1)'"),
     'worker_count': ((int,), 'an int >= 0'),
     'shuffle': ((bool,), 'True or False'),
+    'subset_seed': ((int,), 'an int >= 0'),
     'tokenizer': ((str,), f"'' for non-text data, or {tokenizers.SPEC_HELP}"),
     'seq_len': ((int,), 'an int > 0 for text data (tokens per window)'),
     'window_stride': ((int,), 'an int > 0'),
@@ -31,13 +33,15 @@ def validate(data_cfg: ml_collections.ConfigDict) -> None:
   Checks that the dataset is available (an offline one, or a prepared tfds
   one) and runs both pp strings on a zero batch shaped like the dataset's
   features, so wrong keys or ranks show up here rather than mid-training.
+  A few-label split ('train_per_class[10]') must have class labels; whether
+  each class has N examples shows only once its labels are read (records.py).
   """
   for field, (types, expected) in _FIELDS.items():
     if field not in data_cfg:
       raise ValueError(f'data config lacks {field!r}: set it to {expected}')
     value = data_cfg[field]
     if not isinstance(value, types) or (
-        field == 'worker_count' and (isinstance(value, bool) or value < 0)):
+        field in ('worker_count', 'subset_seed') and (isinstance(value, bool) or value < 0)):
       raise ValueError(f'{field} must be {expected}, got {value!r}')
   name = data_cfg.name
   builder = sources.find_builder(name, sources.resolve_data_dir(data_cfg))
@@ -46,6 +50,8 @@ def validate(data_cfg: ml_collections.ConfigDict) -> None:
   for field in ('train_split', 'eval_split'):
     try:
       sources.check_split(name, data_cfg[field], splits)
+      if few_labels.parse(data_cfg[field]):
+        few_labels.class_names(name, data_cfg[field], builder.info.features)
     except ValueError as e:
       raise ValueError(f'{field}: {e}') from None
   for field in ('pp_train', 'pp_eval'):

@@ -63,6 +63,14 @@ def small_digits_config(**overrides):
   return config
 
 
+def data_config(data_dir: str, name: str = 'digits', **overrides):
+  """The default data config for dataset `name` prepared under `data_dir`, with `overrides`."""
+  from train_lib.config_defaults import base_config
+  cfg = base_config().data
+  cfg.update({'name': name, 'data_dir': data_dir, **overrides})
+  return cfg
+
+
 def run_main(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
   """`python -m train_lib.main ARGS` in a fresh process."""
   return subprocess.run([sys.executable, '-m', 'train_lib.main', *args], cwd=REPO, capture_output=True,
@@ -106,6 +114,12 @@ def auto_kernels():
   """Traces inside the test take kernels.use('auto')'s fast paths, as the trainer's do by default."""
   with kernels.use('auto'):
     yield
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """One tfds data_dir per test worker: each offline dataset is prepared there once."""
+  return str(tmp_path_factory.mktemp('tfds'))
 
 
 @pytest.fixture

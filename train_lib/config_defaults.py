@@ -25,6 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
       'pp_eval': '',
       'worker_count': 0,  # grain worker processes; 0 reads in the training process
       'shuffle': True,
+      'subset_seed': 0,  # which examples a few-label split such as 'train_per_class[10]' keeps
       # Text data sets: a tokenizer turns each split into one token stream, read as windows.
       'tokenizer': '',  # '' (not text), 'char', 'byte', 'bpe:N', 'unigram:N'
       'seq_len': 0,  # tokens per window
@@ -55,6 +56,10 @@ def base_config() -> ml_collections.ConfigDict:
       'weight_decay': 0.0,
       'weight_decay_mask': 'kernels',
       'grad_clip_norm': 0.0,  # 0 disables clipping
+      # Block i of L Transformer blocks trains at layer_decay**(L - i) x the rate; 0: off (train_lib/layer_decay.py).
+      'layer_decay': 0.0,
+      # Regex over parameter paths: what trains; the rest is frozen (train_lib/trainable.py).
+      'trainable': '.*',
       # name -> {'params': regex over parameter paths, any field above}: train_lib/optimizers.py
       'groups': ml_collections.ConfigDict(),
   })
@@ -66,6 +71,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict({'eval': {'type': 'per_example'}})
   # name -> {'workdir', 'step', 'ema'}: networks restored read-only from other runs (train_lib/frozen.py).
   c.frozen = ml_collections.ConfigDict()
+  # Start from another run's weights (train_lib/init_from.py); a run with its own checkpoint resumes from that.
+  c.init_from = ml_collections.ConfigDict({
+      'workdir': '',  # '': start from scratch
+      'step': config_dict.placeholder(int),  # None: the source's latest checkpoint
+      'params': '.*',  # regex over parameter paths to load; the others start fresh
+      'ema': False,  # load the source's EMA weights
+  })
   c.checkpoint = ml_collections.ConfigDict({'every': 500, 'keep': 3, 'async_save': True})
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1, 'expert': 1})
   c.sharding_rules = mesh.DEFAULT_RULES

@@ -42,7 +42,7 @@ def open_run(workdir: str, step: int | None = None, *, what: str) -> SourceRun:
   """
   workdir = workdir_lib.resolve(workdir)
   directory = workdir / 'checkpoints'
-  steps = _steps(directory)
+  steps = checkpoint_steps(directory)
   if not steps:
     raise ConfigError(f'{what}: no checkpoint in {directory}; train that run first or point {what} at a run '
                       'that has one')
@@ -53,12 +53,20 @@ def open_run(workdir: str, step: int | None = None, *, what: str) -> SourceRun:
   return SourceRun(workdir, step, ml_collections.ConfigDict(_json_item(directory, step, 'config')))
 
 
-def _steps(directory: epath.Path) -> list[int]:
-  """The committed checkpoint steps in `directory`, oldest first (orbax names them by step)."""
+def checkpoint_steps(directory: epath.Path) -> list[int]:
+  """The committed checkpoint steps in `directory` (a workdir's 'checkpoints'), oldest first."""
   if not directory.is_dir():
     return []
   return sorted(int(step.name) for step in directory.iterdir()
                 if step.name.isdigit() and (step / 'state').is_dir())
+
+
+def params_item(source: SourceRun, ema: bool, *, what: str) -> str:
+  """The state item holding the weights to read: 'ema_params' or 'params'. Asking for the EMA
+  of a run that kept none is a ConfigError whose line starts with `what`."""
+  if ema and source.config.ema_decay <= 0:
+    raise ConfigError(f'{what}: the run in {source.workdir} kept no EMA (ema_decay=0); set ema=False')
+  return 'ema_params' if ema else 'params'
 
 
 def state_shapes(step_directory: epath.Path) -> dict[str, Any]:

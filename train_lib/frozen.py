@@ -33,7 +33,7 @@ class FrozenPart:
   name: str
   source: from_run.SourceRun
   model: nn.Module
-  ema: bool
+  params_item: str  # 'params', or 'ema_params' for the source's EMA weights
 
 
 def part(config: ml_collections.ConfigDict, name: str) -> FrozenPart:
@@ -47,10 +47,8 @@ def part(config: ml_collections.ConfigDict, name: str) -> FrozenPart:
   if not cfg.get('workdir'):
     raise ConfigError(f'{where}.workdir is missing: the workdir of the run to restore it from')
   source = from_run.open_run(cfg.workdir, cfg.get('step'), what=f'{where}.workdir')
-  ema = bool(cfg.get('ema', False))
-  if ema and source.config.ema_decay <= 0:
-    raise ConfigError(f'{where}.ema: the run in {source.workdir} kept no EMA (ema_decay=0); set ema=False')
-  return FrozenPart(name, source, _model(source.workdir, source.step), ema)
+  params_item = from_run.params_item(source, bool(cfg.get('ema', False)), what=f'{where}.ema')
+  return FrozenPart(name, source, _model(source.workdir, source.step), params_item)
 
 
 @functools.cache
@@ -70,7 +68,7 @@ def abstract_variables(frozen_parts: dict[str, FrozenPart], mesh: Mesh) -> dict[
   """{name: variables} of every part as ShapeDtypeStructs, replicated over `mesh`."""
   replicated = NamedSharding(mesh, PartitionSpec())
   spec = lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated)
-  return {name: {'params': jax.tree.map(spec, from_run.saved_shapes(p.source, _params_key(p))),
+  return {name: {'params': jax.tree.map(spec, from_run.saved_shapes(p.source, p.params_item)),
                  **jax.tree.map(spec, from_run.saved_shapes(p.source, 'model_state'))}
           for name, p in frozen_parts.items()}
 
@@ -79,15 +77,11 @@ def restore(frozen_parts: dict[str, FrozenPart], abstract: dict[str, dict]) -> d
   """{name: variables} of every part, onto the shardings of `abstract` (`abstract_variables`)."""
   variables = {}
   for name, frozen_part in frozen_parts.items():
-    params_key = _params_key(frozen_part)
+    params_key = frozen_part.params_item
     collections = {k: v for k, v in abstract[name].items() if k != 'params'}
     restored = from_run.restore(frozen_part.source, {params_key: abstract[name]['params'], 'model_state': collections})
     variables[name] = {'params': restored[params_key], **restored['model_state']}
   return variables
-
-
-def _params_key(frozen_part: FrozenPart) -> str:
-  return 'ema_params' if frozen_part.ema else 'params'
 
 
 def load(workdir: str, step: int | None = None, *, ema: bool = False) -> tuple[nn.Module, dict]:

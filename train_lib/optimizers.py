@@ -18,12 +18,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from flax import linen as nn
 
-from train_lib import registry
+from train_lib import layer_decay, registry, trainable
 from train_lib.errors import ConfigError
 
 DEFAULT_GROUP = 'default'
+FROZEN_GROUP = 'frozen'
+# Settings of the whole optimizer, not of a group.
+_GLOBAL_FIELDS = ('groups', 'trainable')
 
 SCHEDULES = ('constant', 'cosine', 'linear')
 DECAY_MASKS = ('kernels', 'all')
@@ -88,6 +90,11 @@ def _validate_settings(cfg: ml_collections.ConfigDict, where: str) -> None:
   for key in ('learning_rate', 'weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if cfg[key] < 0:
       raise ConfigError(f'{where}.{key} must be >= 0, got {cfg[key]}')
+  if not 0.0 <= cfg.layer_decay <= 1.0:
+    raise ConfigError(f'{where}.layer_decay must be in [0, 1] (0: off), got {cfg.layer_decay}')
+
+
+_RESERVED = {DEFAULT_GROUP: 'no group takes', FROZEN_GROUP: 'optimizer.trainable leaves out'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,22 +107,19 @@ class _Group:
 def _groups(cfg: ml_collections.ConfigDict) -> list[_Group]:
   """The default group (the top-level settings), then each of `cfg.groups` with its own settings
   over the top-level ones; all checked."""
-  base = ml_collections.ConfigDict({k: v for k, v in cfg.items() if k != 'groups'})
+  base = ml_collections.ConfigDict({k: v for k, v in cfg.items() if k not in _GLOBAL_FIELDS})
   _validate_settings(base, 'optimizer')
+  trainable.pattern(cfg)
   groups = [_Group(DEFAULT_GROUP, None, base)]
   for name, overrides in cfg.get('groups', {}).items():
     where = f'optimizer.groups.{name}'
-    if name == DEFAULT_GROUP:
-      raise ConfigError(f"{where}: '{DEFAULT_GROUP}' names the parameters no group takes; give the group "
-                        'another name')
+    if name in (DEFAULT_GROUP, FROZEN_GROUP):
+      raise ConfigError(f"{where}: '{name}' names the parameters {_RESERVED[name]}; give the group another name")
     registry.check_keys(overrides.keys(), [*base.keys(), 'params'], where=where)
     settings = copy.deepcopy(base)
     settings.update({k: v for k, v in overrides.items() if k != 'params'})
     _validate_settings(settings, where)
-    try:
-      pattern = re.compile(overrides.get('params', f'{name}/.*'))
-    except re.error as e:
-      raise ConfigError(f'{where}.params is not a regex: {e}') from e
+    pattern = trainable.compile_regex(overrides.get('params', f'{name}/.*'), where=f'{where}.params')
     groups.append(_Group(name, pattern, settings))
   return groups
 
@@ -133,19 +137,11 @@ def _transform(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gradie
   return optax.chain(*parts)
 
 
-def param_paths(params: Any) -> Any:
-  """The tree of `params` with each parameter replaced by its path, 'block_0/mlp/up/kernel'.
-
-  Parameters may still be wrapped in their logical-axis boxes (as at init)."""
-  is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path), params, is_leaf=is_box)
-
-
 class Optimizer:
   """Each parameter group's optax transformation (optax.multi_transform), stepped together
   or group by group.
 
+  Parameters outside `optimizer.trainable` are the 'frozen' group: zero updates, no state.
   `update(..., groups=('discriminator',))` steps only the named groups: the others get zero
   updates and keep their optimizer state as it was, so one train step can update a GAN's
   discriminator and then its generator, each through its own optimizer.
@@ -153,16 +149,24 @@ class Optimizer:
 
   def __init__(self, cfg: ml_collections.ConfigDict, total_steps: int):
     groups = _groups(cfg)
-    self.groups = tuple(group.name for group in groups)
+    self._cfg = cfg
     self._patterns = {group.name: group.pattern for group in groups if group.pattern is not None}
-    self._tx = optax.multi_transform({group.name: _transform(group.settings, total_steps) for group in groups},
-                                     self.labels)
+    self._layer_decay = {group.name: group.settings.layer_decay for group in groups}
+    transforms = {group.name: _transform(group.settings, total_steps) for group in groups}
+    if cfg.trainable != trainable.ALL:
+      transforms[FROZEN_GROUP] = optax.set_to_zero()  # no state: no moments, no weight decay
+    self.groups = tuple(transforms)
+    self._tx = optax.multi_transform(transforms, self.labels)
 
   def labels(self, params: Any) -> Any:
-    """The group of every parameter; a group that takes none is a ConfigError naming some paths."""
-    paths = param_paths(params)
+    """The group of every parameter; a group (or `trainable`) that takes none is a ConfigError
+    naming some paths."""
+    paths = trainable.variable_paths(params)
+    trains = trainable.pattern(self._cfg)
 
     def group(path: str) -> str:
+      if not trains.fullmatch(path):
+        return FROZEN_GROUP
       matches = [name for name, pattern in self._patterns.items() if pattern.fullmatch(path)]
       if len(matches) > 1:
         raise ConfigError(f'parameter {path} matches optimizer groups {matches}; make their params regexes disjoint')
@@ -170,10 +174,14 @@ class Optimizer:
 
     labels = jax.tree.map(group, paths)
     taken = set(jax.tree.leaves(labels))
+    examples = ', '.join(jax.tree.leaves(paths)[:4])
+    if taken == {FROZEN_GROUP}:
+      raise ConfigError(f"optimizer.trainable: '{trains.pattern}' matches no parameter; parameter paths look like "
+                        f'{examples}')
     for name, pattern in self._patterns.items():
       if name not in taken:
-        examples = ', '.join(jax.tree.leaves(paths)[:4])
-        raise ConfigError(f"optimizer.groups.{name}: params '{pattern.pattern}' matches no parameter; "
+        which = 'parameter' if self._cfg.trainable == trainable.ALL else 'trainable parameter'
+        raise ConfigError(f"optimizer.groups.{name}: params '{pattern.pattern}' matches no {which}; "
                           f'parameter paths look like {examples}')
     return labels
 
@@ -184,6 +192,11 @@ class Optimizer:
              groups: Sequence[str] | None = None) -> tuple[Any, Any]:
     """(updates, new opt_state) for the named groups (default all)."""
     updates, new_state = self._tx.update(grads, opt_state, params)
+    if any(self._layer_decay.values()):
+      labels = self.labels(params)
+      decays = jax.tree.map(lambda label: self._layer_decay.get(label, 0.0), labels)
+      factors = layer_decay.scales(trainable.variable_paths(params), decays)
+      updates = jax.tree.map(lambda u, f: u * f, updates, factors)
     if groups is None:
       return updates, new_state
     unknown = sorted(set(groups) - set(self.groups))

@@ -15,8 +15,8 @@ from jax.sharding import Mesh
 
 import input_pipeline
 import kernels
-from train_lib import (accounting, compiler_options, config_check, dry_run, evaluators, frozen, log_filter, precision,
-                       state_init, steps, tasks, workdir as workdir_lib)
+from train_lib import (accounting, compiler_options, config_check, dry_run, evaluators, from_run, frozen,
+                       init_from, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib)
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.feeder import Feeder
@@ -89,6 +89,9 @@ class _Run:
     self.abstract_state = abstract.replace(frozen=jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), self.frozen_spec))
     self.shardings = shardings.replace(frozen=jax.tree.map(lambda s: s.sharding, self.frozen_spec))
+    # A run with checkpoints of its own resumes from them and never reads init_from's source.
+    resuming = bool(from_run.checkpoint_steps(self.workdir / 'checkpoints'))
+    self.init_plan = None if resuming else init_from.plan(config, abstract, shardings)
     self.evaluators = evaluators.build(config, evaluators.Context(
         config=config, task=self.task, mesh=mesh, rules=self.rules, state_shardings=self.shardings,
         workdir=self.workdir, compiler_options=self.compiler_options))
@@ -160,6 +163,8 @@ def _train(run: _Run) -> dict[str, float]:
   start, state = checkpointer.restore_latest(state_init.with_shardings(run.abstract_state, run.shardings), run.iterator)
   if state is None:
     state = state_init.init_state(run.create_state, run.rng, run.shardings.replace(frozen={}))
+    if run.init_plan:
+      state = init_from.load(run.init_plan, state)
   else:
     logging.info('Resuming from the checkpoint at step %d', start)
   # Checkpoints hold no frozen part: each comes from its own run, on a fresh start as on resume.

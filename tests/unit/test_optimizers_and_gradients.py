@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from train_lib import optimizers
+from train_lib import layer_decay, optimizers, trainable
 from train_lib.config_defaults import base_config
 from train_lib.errors import ConfigError
 from train_lib.train_state import TrainState
@@ -127,9 +127,58 @@ def test_groups_take_parameters_by_path_and_train_at_their_own_rates():
     ({'head': {'name': 'rmsprop'}}, r"optimizer.groups.head.name: unknown 'rmsprop'; valid optimizers are"),
     ({'head': {'params': 'head/(kernel'}}, r'optimizer.groups.head.params is not a regex'),
     ({'default': {'learning_rate': 1.0}}, r"optimizer.groups.default: 'default' names the parameters no group takes"),
+    ({'frozen': {'learning_rate': 1.0}}, r"optimizer.groups.frozen: 'frozen' names the parameters "
+                                         r'optimizer.trainable leaves out'),
+    ({'head': {'layer_decay': 1.5}}, r'optimizer.groups.head.layer_decay must be in \[0, 1\] \(0: off\), got 1.5'),
 ])
 def test_bad_groups_are_one_line(groups, message):
   cfg = _cfg()
   cfg.groups = groups
   with pytest.raises(ConfigError, match=message):
     optimizers.validate(cfg)
+
+
+def test_frozen_parameters_get_no_update_no_state_and_no_gradient():
+  cfg = _cfg(name='adamw', learning_rate=0.1, weight_decay=0.5, trainable='head/.*')
+  tx = optimizers.make_optimizer(cfg, 100)
+  assert tx.groups == ('default', 'frozen')
+  opt_state = tx.init(_PARAMS)
+  # Adam's moments exist for the head only: two moments of 6 + 3 values, no array for the backbone.
+  assert sorted(x.size for x in jax.tree.leaves(opt_state) if x.ndim) == [3, 3, 6, 6]
+  grads = jax.tree.map(jnp.ones_like, _PARAMS)
+  updates, _ = tx.update(grads, opt_state, _PARAMS)
+  assert float(jnp.abs(updates['backbone']['conv']['kernel']).max()) == 0.0  # no weight decay either
+  assert float(updates['head']['kernel'][0, 0]) < 0.0
+
+  loss = lambda p: sum(jnp.sum(x ** 2) for x in jax.tree.leaves(trainable.stop_frozen(cfg, p)))
+  cut = jax.grad(loss)(_PARAMS)
+  assert float(jnp.abs(cut['backbone']['conv']['kernel']).max()) == 0.0
+  np.testing.assert_array_equal(cut['head']['kernel'], 2 * _PARAMS['head']['kernel'])
+
+  new_stats = {'batch_stats': {'backbone': {'mean': jnp.ones(2)}, 'head': {'mean': jnp.ones(2)}}}
+  old_stats = jax.tree.map(jnp.zeros_like, new_stats)
+  kept = trainable.keep_frozen(cfg, new_stats, old_stats)
+  assert float(kept['batch_stats']['backbone']['mean'].sum()) == 0.0
+  assert float(kept['batch_stats']['head']['mean'].sum()) == 2.0
+
+
+@pytest.mark.parametrize('trains, message', [
+    ('decoder/.*', r"optimizer.trainable: 'decoder/.\*' matches no parameter; parameter paths look like backbone/"),
+    ('head/(', r'optimizer.trainable is not a regex'),
+])
+def test_bad_trainable_is_one_line(trains, message):
+  with pytest.raises(ConfigError, match=message):
+    optimizers.make_optimizer(_cfg(trainable=trains), 100).labels(_PARAMS)
+
+
+def test_layer_decay_scales_each_block_by_its_depth():
+  paths = ['patch_embedding/kernel', 'position_embedding', 'cls_token', 'block_0/attention/query/kernel',
+           'block_1/mlp/up/kernel', 'final_norm/scale', 'head/kernel']
+  factors = layer_decay.scales(paths, [0.5] * len(paths))
+  assert factors == [0.5 ** 3, 0.5 ** 3, 0.5 ** 3, 0.5 ** 2, 0.5, 1.0, 1.0]
+  assert layer_decay.scales(paths, [0.0] * len(paths)) == [1.0] * len(paths)
+
+  params = {'block_0': {'kernel': jnp.ones(2)}, 'block_1': {'kernel': jnp.ones(2)}, 'head': {'kernel': jnp.ones(2)}}
+  tx = optimizers.make_optimizer(_cfg(name='sgd', learning_rate=1.0, layer_decay=0.5), 100)
+  updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  assert [float(updates[k]['kernel'][0]) for k in ('block_0', 'block_1', 'head')] == [-0.25, -0.5, -1.0]

@@ -24,7 +24,7 @@ import jax
 import ml_collections
 import optax
 
-from train_lib import gradients, optimizers, registry
+from train_lib import gradients, optimizers, registry, trainable
 from train_lib.train_state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -70,9 +70,11 @@ class Task(abc.ABC):
     return optimizers.make_optimizer(self.config.optimizer, total_steps)
 
   def compute_grads(self, params: Any, state: TrainState, batch: dict, rng: jax.Array) -> tuple[Any, Any, Metrics]:
-    grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+    """Gradients of `loss`, exactly zero (and never computed) for parameters outside optimizer.trainable."""
+    optimizer = self.config.optimizer
+    grad_fn = jax.value_and_grad(lambda p, *args: self.loss(trainable.stop_frozen(optimizer, p), *args), has_aux=True)
     (loss, (model_state, metrics)), grads = grad_fn(params, state, batch, rng)
-    return grads, model_state, {'loss': loss, **metrics}
+    return grads, trainable.keep_frozen(optimizer, model_state, state.model_state), {'loss': loss, **metrics}
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array, tx: optimizers.Optimizer,
                  accum_steps: int) -> tuple[TrainState, Metrics]:
