@@ -20,6 +20,7 @@ import ml_collections
 from absl import logging
 from flax import traverse_util
 
+import input_pipeline
 from train_lib import from_run, trainable
 from train_lib.errors import ConfigError
 from train_lib.train_state import TrainState
@@ -43,6 +44,7 @@ def plan(config: ml_collections.ConfigDict, abstract_state: TrainState, sharding
   if not cfg.workdir:
     return None
   source = from_run.open_run(cfg.workdir, cfg.step, what='init_from.workdir')
+  _check_tokenizer(config.data, source)
   params_item = from_run.params_item(source, cfg.ema, what='init_from.ema')
   wanted = trainable.compile_regex(cfg.params, where='init_from.params')
   target = _flat(abstract_state.params, shardings.params)
@@ -57,6 +59,17 @@ def plan(config: ml_collections.ConfigDict, abstract_state: TrainState, sharding
                  if wanted.fullmatch(path.partition('/')[2]) and path in saved_state}
   _check_same(model_state, saved_state, source)
   return Plan(source, params_item, params, model_state, tuple(sorted(set(target) - set(params))))
+
+
+def _check_tokenizer(data_cfg: ml_collections.ConfigDict, source: from_run.SourceRun) -> None:
+  """A language model's token ids mean what the source's tokenizer made them mean, or nothing."""
+  if not (input_pipeline.text_data.is_text(data_cfg) and source.has_item('tokenizer')):
+    return
+  if from_run.read_json(source, 'tokenizer') != input_pipeline.text_data.tokenizer(data_cfg).to_json():
+    theirs = source.config.data
+    raise ConfigError(f"init_from: the source's tokenizer ({theirs.tokenizer} on {theirs.name}) is not this run's "
+                      f'({data_cfg.tokenizer} on {data_cfg.name}), so its token ids would mean other text; use the '
+                      "source's data.name and data.tokenizer")
 
 
 def _flat(abstract: Any, shardings: Any) -> dict[str, jax.ShapeDtypeStruct]:

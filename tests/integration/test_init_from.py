@@ -169,3 +169,21 @@ def test_init_from_onto_four_devices_gives_the_one_device_losses(source, tmp_pat
     losses[devices] = json.loads(result.stdout.strip().splitlines()[-1])
   assert len(losses[1]) == 20
   np.testing.assert_allclose(losses[4], losses[1], rtol=2e-5)
+
+
+def test_a_language_model_starts_from_one_with_its_tokenizer_only(tmp_path):
+  from experiments import shakespeare_gpt
+  source = str(tmp_path / 'lm')
+  train_and_evaluate(shakespeare_gpt.get_config('tiny=True'), source)
+  tuned = shakespeare_gpt.get_config('tiny=True')
+  tuned.init_from.workdir = source
+  tuned.optimizer.learning_rate = 0.0
+  train_and_evaluate(tuned, str(tmp_path / 'tuned'))
+  last = tuned.total_steps
+  for key, value in _flat(_state(source, last)['params']).items():
+    np.testing.assert_array_equal(_flat(_state(str(tmp_path / 'tuned'), last)['params'])[key], value, err_msg=key)
+
+  tuned.data.name = 'synthetic_text'
+  with pytest.raises(ConfigError, match=r"init_from: the source's tokenizer \(char on shakespeare_tiny\) is not this "
+                                        r"run's \(char on synthetic_text\), so its token ids would mean other text"):
+    train_and_evaluate(tuned, str(tmp_path / 'other_text'))
