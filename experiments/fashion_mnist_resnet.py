@@ -15,6 +15,10 @@ import ml_collections
 
 from experiments import common
 
+# The network, shared with experiments/fashion_mnist_simclr.py, whose pretrained backbone this
+# classifier can start from (config.init_from).
+RESNET = {'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic'}
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, epochs=12.0, compute_dtype='auto', tiny=False)
@@ -22,8 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.name = 'fashion_mnist'
   config.data.pp_train = 'value_range(0, 1)|random_crop(pad=2)|random_flip_lr'
   config.data.pp_eval = 'value_range(0, 1)'
-  config.model = ml_collections.ConfigDict({
-      'name': 'resnet', 'stage_sizes': (2, 2), 'width': 32, 'stem': 'small', 'block': 'basic'})
+  config.model = ml_collections.ConfigDict(RESNET)
   config.batch_size = 128
   # 10 steps a device call: dispatch and the per-call host work paid once per 10 steps.
   config.steps_per_call = 10

@@ -17,6 +17,9 @@ import ml_collections
 
 from experiments import common
 
+# Also the encoder experiments/fashion_mnist_mae.py pretrains, so its checkpoint fits this classifier.
+VIT_MODEL = {'name': 'vit', 'patch_size': 7, 'width': 128, 'num_layers': 4, 'num_heads': 4, 'pool': 'mean'}
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, epochs=10.0, compute_dtype='float32', tiny=False)
@@ -24,8 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.name = 'fashion_mnist'
   config.data.pp_train = 'value_range(0, 1)|random_flip_lr'
   config.data.pp_eval = 'value_range(0, 1)'
-  config.model = ml_collections.ConfigDict({
-      'name': 'vit', 'patch_size': 7, 'width': 128, 'num_layers': 4, 'num_heads': 4, 'pool': 'mean'})
+  config.model = ml_collections.ConfigDict(VIT_MODEL)
   config.task.label_smoothing = 0.1
   config.batch_size = 128
   config.eval_batch_size = 1000

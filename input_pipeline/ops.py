@@ -126,6 +126,117 @@ def random_flip_lr(key: str = 'image') -> Op:
   return op
 
 
+@_register(random=True)
+def random_resized_crop(scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        key: str = 'image') -> Op:
+  """Crops a random box from each image and resizes it back to the image's size, bilinearly.
+
+  The box covers a fraction of the image's area drawn uniformly from `scale`, with an
+  aspect ratio (width / height) drawn log-uniformly from `ratio`, its sides clipped to
+  the image, at a uniform position (Inception's and SimCLR's crop; torchvision's
+  RandomResizedCrop redraws a box that does not fit instead of clipping it). Sampling
+  uses half-pixel centres, so scale=(1, 1) with the image's own aspect ratio returns it
+  unchanged. Integer images are rounded back to their dtype.
+  """
+  _check_key(key)
+  scale, ratio = _range('scale', scale), _range('ratio', ratio)
+  if scale[1] > 1:
+    raise ValueError(f'scale must lie in (0, 1], got {scale}')
+  log_ratio = np.log(ratio)
+
+  def op(batch, rng):
+    x = _images(batch, key)
+    b, h, w, _ = x.shape
+    area, aspect, top, left = rng.random((b, 4)).T  # example axis first
+    area = h * w * (scale[0] + (scale[1] - scale[0]) * area)
+    aspect = np.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * aspect)
+    crop_h = np.clip(np.sqrt(area / aspect), 1, h)
+    crop_w = np.clip(np.sqrt(area * aspect), 1, w)
+    rows = _sample_points(top * (h - crop_h), crop_h, h)
+    cols = _sample_points(left * (w - crop_w), crop_w, w)
+    out = _bilinear(x, rows, cols)
+    if np.issubdtype(x.dtype, np.integer):
+      info = np.iinfo(x.dtype)
+      out = np.clip(np.rint(out), info.min, info.max)
+    return {**batch, key: out.astype(x.dtype)}
+  return op
+
+
+def _range(name: str, value) -> tuple[float, float]:
+  """A (lo, hi) pair of numbers with 0 < lo <= hi, or a one-line ValueError."""
+  if not (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, float)) for v in value) and 0 < value[0] <= value[1]):
+    raise ValueError(f'{name} must be (lo, hi) with 0 < lo <= hi, got {value!r}')
+  return float(value[0]), float(value[1])
+
+
+def _sample_points(start: np.ndarray, length: np.ndarray, size: int) -> np.ndarray:
+  """[B, size] source coordinates of `size` output pixel centres spread over [start, start + length)."""
+  step = (length / size)[:, None]  # exactly 1 for a full-size crop: the identity
+  return np.clip(start[:, None] + (np.arange(size) + 0.5) * step - 0.5, 0, size - 1)
+
+
+def _bilinear(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+  """x [B, H, W, C] sampled at rows [B, H'] x cols [B, W'] -> float32 [B, H', W', C]."""
+  r0 = np.floor(rows).astype(np.intp)
+  c0 = np.floor(cols).astype(np.intp)
+  r1 = np.minimum(r0 + 1, x.shape[1] - 1)
+  c1 = np.minimum(c0 + 1, x.shape[2] - 1)
+  wr = (rows - r0).astype(np.float32)[:, :, None, None]
+  wc = (cols - c0).astype(np.float32)[:, None, :, None]
+  b = np.arange(x.shape[0])[:, None, None]
+
+  def at(r, c):
+    return x[b, r[:, :, None], c[:, None, :]].astype(np.float32)
+  top = at(r0, c0) * (1 - wc) + at(r0, c1) * wc
+  bottom = at(r1, c0) * (1 - wc) + at(r1, c1) * wc
+  return top * (1 - wr) + bottom * wr
+
+
+@_register(random=True)
+def random_brightness_contrast(brightness: float = 0.4, contrast: float = 0.4,
+                               key: str = 'image') -> Op:
+  """Scales each image by a factor from [1 - brightness, 1 + brightness], then its
+  contrast (distance from the image's mean) by one from [1 - contrast, 1 + contrast],
+  clipping to [0, 1] after each (as torchvision's ColorJitter): the grey-scale part of
+  SimCLR's colour jitter. Wants float images in [0, 1] (after value_range(0, 1)).
+  """
+  _check_key(key)
+  for name, v in (('brightness', brightness), ('contrast', contrast)):
+    if not 0 <= v < 1:
+      raise ValueError(f'{name} must be in [0, 1), got {v!r}')
+
+  def op(batch, rng):
+    x = _images(batch, key)
+    if not np.issubdtype(x.dtype, np.floating):
+      raise ValueError(f'{key!r} must be float images in [0, 1] (value_range(0, 1) first), got {x.dtype}')
+    u = 2 * rng.random((x.shape[0], 2)).astype(x.dtype) - 1  # in [-1, 1), example axis first
+    factor_b = (1 + brightness * u[:, 0]).reshape(-1, 1, 1, 1)
+    factor_c = (1 + contrast * u[:, 1]).reshape(-1, 1, 1, 1)
+    x = np.clip(x * factor_b, 0, 1)
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    return {**batch, key: np.clip((x - mean) * factor_c + mean, 0, 1)}
+  return op
+
+
+@_register()
+def copy(**src_to_dst: str) -> Op:
+  """copy(image='image2'): adds key 'image2' holding the same arrays as 'image', so
+  random ops applied to each key afterwards make two independently augmented views."""
+  if not src_to_dst or not all(isinstance(v, str) for v in src_to_dst.values()):
+    raise ValueError("needs src='dst' pairs, e.g. copy(image='image2')")
+
+  def op(batch, rng):
+    for src, dst in src_to_dst.items():
+      _get(batch, src)
+      if dst in batch:
+        raise ValueError(f'copy would overwrite key {dst!r}')
+    # Ops never modify their inputs, so both keys may share one array.
+    return {**batch, **{dst: batch[src] for src, dst in src_to_dst.items()}}
+  return op
+
+
 @_register()
 def keep(*keys: str) -> Op:
   """Drops every key not listed."""

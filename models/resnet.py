@@ -3,6 +3,10 @@
 Registered presets: resnet18/34 (basic blocks), resnet50/101/152 (bottlenecks).
 With 1000 classes at 224x224 and the ImageNet stem, resnet18 has 11,689,512 params
 and resnet50 25,557,032 (BatchNorm scales/biases included), as torchvision does.
+
+num_classes=None builds no head and returns the pooled embedding: the backbone that
+self-supervised pretraining trains (train_lib/tasks/simclr.py), whose parameters are the
+classifier's without 'head', so a classifier can start from it.
 """
 
 from collections.abc import Sequence
@@ -66,7 +70,9 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-  """Stem -> stages of residual blocks -> global average pool -> classifier head.
+  """Stem -> stages of residual blocks -> global average pool -> classifier head (none when
+  num_classes is None: the pooled embedding [B, width * 2**(len(stage_sizes) - 1)], or 4x
+  that with bottlenecks).
 
   Stage i has `stage_sizes[i]` blocks of `width * 2**i` filters; every stage but the
   first halves the resolution in its first block. `stem='imagenet'` is a 7x7/2 conv
@@ -75,7 +81,7 @@ class ResNet(nn.Module):
   28x28 images run their stages at 14x14 and below. Convolutions are N-d by the input's rank, like CNN's.
   """
 
-  num_classes: int
+  num_classes: int | None
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   block: str = 'basic'
   width: int = 64
@@ -119,5 +125,7 @@ class ResNet(nn.Module):
         )(x, train=train)
 
     x = layers.constrain(jnp.mean(x, axis=tuple(range(1, 1 + spatial))), 'embed')
+    if self.num_classes is None:
+      return x
     return layers.classifier_head(x, self.num_classes, dtype=self.dtype,
                                   param_dtype=self.param_dtype)

@@ -1,12 +1,17 @@
 """Vision Transformer (Dosovitskiy et al. 2021) on the blocks the language model uses.
 
-  image -> patches -> dense to width -> + learned positions -> [class token]
+  image -> patches -> dense to width -> + learned positions -> [keep] -> [class token]
         -> TransformerStack.blocks (bidirectional) -> class token or mean -> head
 
 Patches are embedded by a dense layer over each flattened patch: the same map as a
 convolution with kernel = stride = patch, run as one matmul. Positions cover the
 patches only and the class token is prepended after adding them, as in big_vision.
 Images may have any number of spatial axes, like CNN's and ResNet's.
+
+Two options serve masked-autoencoder pretraining (train_lib/tasks/mae.py): `keep`
+encodes only some patches, and num_classes=None builds no head and returns the encoded
+tokens. Neither adds or renames a parameter, so the encoder's parameters are the
+classifier's without its head, and a classifier can start from a pretrained encoder.
 
 Presets vit_ti16 / vit_s16 / vit_b16 have the paper's sizes (with biases); vit_ti16
 at 224x224 with 1000 classes has 5,717,224 parameters (timm's 5,717,416 adds a
@@ -43,21 +48,25 @@ def patchify(x: jax.Array, patch: Sequence[int]) -> jax.Array:
 
 
 class ViT(TransformerStack):
-  """Images [B, *spatial, C] -> class logits [B, num_classes] (float32)."""
+  """Images [B, *spatial, C] -> class logits [B, num_classes] (float32), or with num_classes=None
+  the tokens after the final norm [B, T, width] (T: the patches encoded, plus the class token
+  first when pool='cls'), with no pooling and no head."""
 
-  num_classes: int = 0
+  num_classes: int | None = 0
   patch_size: int | Sequence[int] = 16
   pool: str = 'cls'
   use_bias: bool = True  # the paper's ViTs have biases (TransformerStack's default is GPT-style, none)
 
   def __post_init__(self) -> None:
     layers.check_choice('pool', self.pool, POOLS)
-    if self.num_classes <= 0:
-      raise ValueError(f'num_classes must be > 0, got {self.num_classes}')
+    if self.num_classes is not None and self.num_classes <= 0:
+      raise ValueError(f'num_classes must be > 0 (or None: the encoded tokens, no head), got {self.num_classes}')
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
+    """`keep` [B, K] int: the patches (row-major indices) each image encodes; default all. They are
+    picked after the position embedding is added, so every token still knows its place."""
     precision = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     patches = patchify(x, layers.ntuple(self.patch_size, x.ndim - 2, 'patch_size'))
     # A patch's pixels are the input channels of the equivalent convolution.
@@ -66,6 +75,8 @@ class ViT(TransformerStack):
                        nn.with_logical_partitioning(nn.initializers.normal(INIT_STD), ('length', 'embed')),
                        x.shape[1:], self.param_dtype)
     x = x + jnp.asarray(table, self.dtype)
+    if keep is not None:
+      x = jnp.take_along_axis(x, keep[..., None], axis=1)
     if self.pool == 'cls':
       token = self.param('cls_token', nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed',)),
                          (self.width,), self.param_dtype)
@@ -74,5 +85,7 @@ class ViT(TransformerStack):
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
     x = self.blocks(x, None, train=train, causal=False, use_rotary=False)
+    if self.num_classes is None:
+      return x
     x = x[:, 0] if self.pool == 'cls' else x.mean(axis=1)
     return layers.classifier_head(layers.constrain(x, 'embed'), self.num_classes, **precision)

@@ -70,6 +70,68 @@ def test_random_flip_lr_flips_about_half():
   np.testing.assert_array_equal(out, run('random_flip_lr', {'image': x})['image'])
 
 
+def test_copy_makes_a_second_key_and_refuses_to_overwrite():
+  x = distinct_images()
+  out = run("copy(image='image2')", {'image': x})
+  assert sorted(out) == ['image', 'image2']
+  np.testing.assert_array_equal(out['image2'], x)
+  with pytest.raises(ValueError, match="copy would overwrite key 'image'"):
+    run("copy(image2='image')", out)
+
+
+def two_views(op: str, x: np.ndarray, seed: int = 0) -> dict:
+  """`op` applied to 'image' and to its copy 'image2', each drawing its own randomness."""
+  return run(f"copy(image='image2')|{op}|{op[:-1]}, key='image2')", {'image': x}, seed)
+
+
+def test_random_resized_crop_shapes_dtypes_and_determinism():
+  x = distinct_images(b=32, h=12, w=10, c=3).astype(np.float32)
+  op = 'random_resized_crop(scale=(0.1, 0.5), ratio=(0.5, 2.0))'
+  out = two_views(op, x)
+  for key in ('image', 'image2'):
+    assert out[key].shape == x.shape and out[key].dtype == np.float32
+  assert not np.array_equal(out['image'], out['image2'])  # the views draw different boxes
+  again = two_views(op, x)
+  np.testing.assert_array_equal(out['image'], again['image'])
+  assert not np.array_equal(out['image'], two_views(op, x, seed=1)['image'])
+  # A crop of at most half the area resamples a sub-box: it never covers the whole range of values.
+  assert np.all(np.ptp(out['image'].reshape(32, -1), axis=1) < np.ptp(x.reshape(32, -1), axis=1))
+  ints = run(op, {'image': np.random.default_rng(0).integers(0, 256, (4, 12, 10, 1)).astype(np.uint8)})
+  assert ints['image'].dtype == np.uint8
+
+
+def test_random_resized_crop_of_the_whole_image_is_the_identity():
+  x = np.random.default_rng(0).random((16, 9, 9, 2)).astype(np.float32)
+  out = run('random_resized_crop(scale=(1, 1), ratio=(1, 1))', {'image': x})['image']
+  np.testing.assert_array_equal(out, x)
+  wide = distinct_images(h=6, w=12).astype(np.uint8)
+  out = run('random_resized_crop(scale=(1.0, 1.0), ratio=(2.0, 2.0))', {'image': wide})['image']
+  np.testing.assert_array_equal(out, wide)
+
+
+def test_random_resized_crop_interpolates_bilinearly():
+  # A linear ramp stays linear under bilinear resampling: every row of every crop is an evenly
+  # spaced ramp, but where the first or last sample, half a step beyond the box's edge pixels'
+  # centres, is clamped to the border (these crops are wide enough that only those can be).
+  ramp = np.broadcast_to(np.arange(16, dtype=np.float32)[None, None, :, None], (8, 16, 16, 1))
+  out = run('random_resized_crop(scale=(0.3, 0.6), ratio=(0.75, 1.33))', {'image': ramp})['image']
+  steps = np.diff(out[..., 0], axis=2)[:, :, 1:-1]
+  assert np.ptp(steps, axis=2).max() < 1e-4
+  assert np.all(steps < 1)  # zoomed in: neighbouring output pixels are less than a pixel apart
+
+
+def test_random_brightness_contrast_jitters_each_view_within_range():
+  x = np.random.default_rng(0).random((64, 5, 5, 1)).astype(np.float32)
+  out = two_views('random_brightness_contrast(0.4, 0.4)', x)
+  assert out['image'].dtype == np.float32 and out['image'].shape == x.shape
+  assert out['image'].min() >= 0 and out['image'].max() <= 1
+  assert not np.array_equal(out['image'], out['image2'])
+  np.testing.assert_array_equal(out['image'], two_views('random_brightness_contrast(0.4, 0.4)', x)['image'])
+  np.testing.assert_allclose(run('random_brightness_contrast(0, 0)', {'image': x})['image'], x, atol=1e-6)
+  with pytest.raises(ValueError, match=r'float images in \[0, 1\]'):
+    run('random_brightness_contrast', {'image': distinct_images()})
+
+
 def test_keep_rename_cast():
   batch = {'signal': np.zeros((2, 3), np.float64), 'label': np.array([1, 2]),
            'extra': np.zeros(2)}
@@ -95,14 +157,18 @@ def test_split_respects_quotes_and_brackets():
 
 
 @pytest.mark.parametrize('pp, message', [
-    ('value_range(0, 1)|flip', r"unknown pp op 'flip'.*valid ops: cast, keep, "
-     r'normalize, onehot, random_crop, random_flip_lr, rename, value_range'),
+    ('value_range(0, 1)|flip', r"unknown pp op 'flip'.*valid ops: cast, copy, keep, normalize, onehot, "
+     r'random_brightness_contrast, random_crop, random_flip_lr, random_resized_crop, rename, value_range'),
     ('value_range(0)', r"pp op value_range\(0\): .*'vmax'.*usage: value_range"),
     ('onehot(depth=ten)', r'onehot\(depth=ten\): arguments must be Python literals'),
     ('random_crop(pad=-1)', r'random_crop\(pad=-1\): pad must be an int >= 0'),
     ('onehot(10', r"'onehot\(10' is not `name` or `name\(args\)`"),
     ('cast("flaot32")', r"cast\(\"flaot32\"\): unknown dtype 'flaot32'"),
     ('normalize(0, 0)', r'normalize\(0, 0\): .*std > 0'),
+    ('random_resized_crop(scale=(0.5, 2))', r'scale must lie in \(0, 1\]'),
+    ('random_resized_crop(ratio=(2, 1))', r'ratio must be \(lo, hi\) with 0 < lo <= hi'),
+    ('random_brightness_contrast(contrast=1.5)', r'contrast must be in \[0, 1\)'),
+    ('copy(image=2)', r"needs src='dst' pairs"),
 ])
 def test_parse_errors_are_one_line_naming_the_op(pp, message):
   with pytest.raises(ValueError, match=message) as info:

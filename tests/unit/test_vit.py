@@ -79,6 +79,33 @@ def test_positions_make_patch_order_matter(pool):
   np.testing.assert_allclose(apply({'params': params}, swapped), apply({'params': params}, x), atol=1e-5)
 
 
+@pytest.mark.parametrize('pool', ['cls', 'mean'])
+def test_tokens_without_head(pool):
+  model = models.get('vit', num_classes=None, patch_size=4, width=16, num_layers=1, num_heads=2, pool=pool)
+  tokens, variables = _abstract(model, (3, 8, 12, 1))
+  assert tokens.shape == (3, 6 + (pool == 'cls'), 16)  # 2x3 patches, and the class token first
+  assert 'head' not in variables['params']
+
+
+def test_keep_encodes_the_chosen_patches_at_their_places():
+  model = models.get('vit', num_classes=None, patch_size=4, width=16, num_layers=1, num_heads=2, pool='mean')
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 8, 8, 1)), jnp.float32)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0, impl='rbg'), x, train=False))(x)
+  encode = jax.jit(lambda x, keep: model.apply(variables, x, train=False, keep=keep))
+  everything = encode(x, None)
+  np.testing.assert_allclose(encode(x, jnp.tile(jnp.arange(4), (2, 1))), everything, atol=1e-6)
+  # A token's place comes from its position embedding, not its index in `keep`: reordering the
+  # kept patches reorders the tokens and changes nothing else.
+  keep = jnp.array([[3, 0, 2], [1, 2, 0]])
+  reordered = jnp.array([[2, 0, 1], [1, 2, 0]])
+  tokens = encode(x, keep)
+  assert tokens.shape == (2, 3, 16)
+  np.testing.assert_allclose(encode(x, jnp.take_along_axis(keep, reordered, 1)),
+                             jnp.take_along_axis(tokens, reordered[..., None], 1), atol=1e-5)
+  # The dropped patches are not attended to: the kept tokens differ from the same tokens encoded with all.
+  assert not np.allclose(tokens, jnp.take_along_axis(everything, keep[..., None], 1), atol=1e-3)
+
+
 def test_logical_axis_names():
   _, variables = _abstract(models.get('vit', num_classes=10, patch_size=4, width=32, num_heads=2), (1, 8, 8, 3))
   specs = nn.get_partition_spec(variables)['params']

@@ -7,11 +7,15 @@ from train_lib.tasks.base import Task
 from train_lib.tasks.classification import ClassificationTask
 from train_lib.tasks.forecasting import ForecastingTask
 from train_lib.tasks.language_model import LanguageModelTask
+from train_lib.tasks.mae import MAETask
+from train_lib.tasks.simclr import SimCLRTask
 
 TASKS: dict[str, type[Task]] = {
     'classification': ClassificationTask,
     'forecasting': ForecastingTask,
     'language_model': LanguageModelTask,
+    'mae': MAETask,
+    'simclr': SimCLRTask,
 }
 
 

@@ -1,0 +1,50 @@
+"""Run in a subprocess with forced host devices: the SimCLR task's train loss (and gradient norm)
+and eval metrics on one real batch of the tiny Fashion-MNIST experiment, the batch sharded over
+a data-parallel mesh of all devices; prints them and how many devices held the batch, as JSON.
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/simclr_probe.py
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+
+import input_pipeline
+from experiments import fashion_mnist_simclr
+from train_lib import mesh as mesh_lib
+from train_lib import state_init, tasks, trainer
+
+
+def main() -> None:
+  # float32: bf16 roundings depend on how the work is split, and the test compares to float tolerance.
+  config = fashion_mnist_simclr.get_config('tiny=True,compute_dtype=float32')
+  mesh, rules = trainer.make_mesh(config.mesh), trainer.logical_rules(config)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    task = tasks.get(config, input_pipeline.dataset_info(config.data))
+    loader = input_pipeline.make_train_loader(config.data, global_batch_size=config.batch_size, seed=config.seed,
+                                              process_index=0, process_count=1)
+    local = next(iter(loader))
+    # The last 5 images stand for eval padding: out of the negatives, and out of the sums.
+    local['mask'] = (np.arange(config.batch_size) < config.batch_size - 5).astype(np.float32)
+    batch = mesh_lib.global_batch(local, mesh_lib.batch_sharding(mesh, rules))
+    create = state_init.boxed_state_fn(task, task.make_optimizer(config.total_steps), local, use_ema=False)
+    rng = jax.random.PRNGKey(config.seed)
+    _, shardings = state_init.state_shardings(create, rng, mesh, rules)
+    state = state_init.init_state(create, rng, shardings)
+    grads, _, metrics = jax.jit(task.compute_grads)(state.params, state, batch, jax.random.key(1))
+    per_example = jax.jit(task.eval_metrics)(state.params, state, batch)
+    eval_sums = {k: jnp.sum(v * batch['mask']) for k, v in per_example.items()}
+  print(json.dumps({
+      'devices': jax.device_count(),
+      'batch_devices': len(batch['image2'].sharding.device_set),
+      'loss': float(metrics['loss']), 'top1': float(metrics['top1']), 'grad_norm': float(optax.tree.norm(grads)),
+      **{f'eval_{k}': float(v) for k, v in eval_sums.items()},
+  }))
+
+
+if __name__ == '__main__':
+  main()
