@@ -3,10 +3,12 @@
   config.optimizer.trainable = 'head/.*'   # a linear probe: only the classifier head trains
 
 A parameter whose path ('stage1_block1/conv_0/kernel') does not match in full is frozen:
-its gradient is cut inside the loss, so no backward pass runs through a frozen backbone;
-the optimizer gives it a zero update and keeps no state for it (no moments, no weight
-decay); and the non-trained variables at a frozen path (BatchNorm statistics, matched by
-the same path without their collection name) keep their values.
+its gradient is cut inside the loss, so no backward pass runs through a frozen backbone,
+and the optimizer gives it a zero update and keeps no state for it (no moments, no weight
+decay). Non-trained variables still follow the data: a frozen BatchNorm layer normalises
+each training batch by its own statistics, so its running statistics must be this data's
+too, or evaluation would see features on another scale than the head trained on (a random
+backbone's probe falls to chance that way).
 """
 
 import re
@@ -52,12 +54,3 @@ def stop_frozen(cfg: ml_collections.ConfigDict, params: Any) -> Any:
   if cfg.trainable == ALL:
     return params
   return jax.tree.map(lambda p, trains: p if trains else jax.lax.stop_gradient(p), params, mask(cfg, params))
-
-
-def keep_frozen(cfg: ml_collections.ConfigDict, new_state: Any, old_state: Any) -> Any:
-  """The step's new model_state, but with the old values at frozen paths."""
-  if cfg.trainable == ALL:
-    return new_state
-  return {collection: jax.tree.map(lambda new, old, trains: new if trains else old,
-                                   variables, old_state[collection], mask(cfg, variables))
-          for collection, variables in new_state.items()}

@@ -74,7 +74,7 @@ class Task(abc.ABC):
     optimizer = self.config.optimizer
     grad_fn = jax.value_and_grad(lambda p, *args: self.loss(trainable.stop_frozen(optimizer, p), *args), has_aux=True)
     (loss, (model_state, metrics)), grads = grad_fn(params, state, batch, rng)
-    return grads, trainable.keep_frozen(optimizer, model_state, state.model_state), {'loss': loss, **metrics}
+    return grads, model_state, {'loss': loss, **metrics}
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array, tx: optimizers.Optimizer,
                  accum_steps: int) -> tuple[TrainState, Metrics]:
