@@ -1,8 +1,10 @@
 """The run's directory, on a local disk or in a bucket: resolved, checked writable, given its config.json."""
 
+import contextlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
 
 import ml_collections
 from etils import epath
@@ -26,14 +28,23 @@ def prepare(workdir: str | os.PathLike) -> epath.Path:
   """Creates `workdir` if needed and proves it writable with a probe file it removes again."""
   path = resolve(workdir)
   probe = path / f'.write_check.{uuid.uuid4().hex}'
+  with one_line_errors(path, 'writable'):
+    path.mkdir(parents=True, exist_ok=True)
+    probe.write_text('')
+    probe.unlink()
+  return path
+
+
+@contextlib.contextmanager
+def one_line_errors(path: epath.Path, what: str) -> Iterator[None]:
+  """Storage client errors inside become one ConfigError line: 'workdir PATH is not WHAT: reason and fix'."""
   try:
     with storage.quiet_client_logs():
-      path.mkdir(parents=True, exist_ok=True)
-      probe.write_text('')
-      probe.unlink()
+      yield
+  except ConfigError:
+    raise
   except Exception as e:  # pylint: disable=broad-except  # every client error is one line here
-    raise ConfigError(f'workdir {path} is not writable: {_reason(e, path)}') from e
-  return path
+    raise ConfigError(f'workdir {path} is not {what}: {_reason(e, path)}') from e
 
 
 def _reason(error: Exception, path: epath.Path) -> str:
