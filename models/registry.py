@@ -55,9 +55,9 @@ _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
 _MODULE_FIELDS = frozenset({'parent', 'name'})
 
 
-def names() -> list[str]:
-  """All registered model names, sorted."""
-  return sorted(_MODELS)
+def names(of: type[nn.Module] | None = None) -> list[str]:
+  """The registered model names, sorted: all of them, or those that build an `of`."""
+  return sorted(name for name, (cls, _) in _MODELS.items() if of is None or issubclass(cls, of))
 
 
 def get(name: str, **kwargs: Any) -> nn.Module:

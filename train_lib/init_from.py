@@ -18,12 +18,14 @@ from typing import Any
 import jax
 import ml_collections
 from absl import logging
+from etils import epath
 from flax import traverse_util
 
 import input_pipeline
-from train_lib import from_run, trainable
+from train_lib import from_run, trainable, workdir as workdir_lib
 from train_lib.errors import ConfigError
 from train_lib.train_state import TrainState
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -38,11 +40,16 @@ class Plan:
   fresh: tuple[str, ...]  # parameter paths that keep their initialisation
 
 
-def plan(config: ml_collections.ConfigDict, abstract_state: TrainState, shardings: TrainState) -> Plan | None:
-  """The load `config.init_from` asks for (None when it names no run), every problem one ConfigError line."""
+def plan(config: ml_collections.ConfigDict, workdir: epath.Path, abstract_state: TrainState,
+         shardings: TrainState) -> Plan | None:
+  """The load `config.init_from` asks for, every problem one ConfigError line; None when it names no
+  run or when the run in `workdir` has checkpoints of its own (it resumes from them instead)."""
   cfg = config.init_from
   if not cfg.workdir:
     return None
+  with workdir_lib.one_line_errors(workdir, 'readable'):
+    if from_run.checkpoint_steps(workdir / 'checkpoints'):
+      return None
   source = from_run.open_run(cfg.workdir, cfg.step, what='init_from.workdir')
   _check_tokenizer(config.data, source)
   params_item = from_run.params_item(source, cfg.ema, what='init_from.ema')

@@ -44,7 +44,7 @@ def variable_paths(tree: Any) -> Any:
 
 
 def mask(cfg: ml_collections.ConfigDict, tree: Any) -> Any:
-  """True where a leaf of `tree` (params, or one collection of variables) trains."""
+  """True where a parameter of `tree` trains."""
   trains = pattern(cfg)
   return jax.tree.map(lambda path: bool(trains.fullmatch(path)), variable_paths(tree))
 

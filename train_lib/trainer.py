@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 import input_pipeline
 import kernels
-from train_lib import (accounting, compiler_options, config_check, dry_run, evaluators, from_run, frozen,
+from train_lib import (accounting, compiler_options, config_check, dry_run, evaluators, frozen,
                        init_from, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib)
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
@@ -89,12 +89,7 @@ class _Run:
     self.abstract_state = abstract.replace(frozen=jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), self.frozen_spec))
     self.shardings = shardings.replace(frozen=jax.tree.map(lambda s: s.sharding, self.frozen_spec))
-    self.init_plan = None
-    if config.init_from.workdir:
-      # A run with checkpoints of its own resumes from them and never reads init_from's source.
-      with workdir_lib.one_line_errors(self.workdir, 'readable'):
-        resuming = bool(from_run.checkpoint_steps(self.workdir / 'checkpoints'))
-      self.init_plan = None if resuming else init_from.plan(config, abstract, shardings)
+    self.init_plan = init_from.plan(config, self.workdir, abstract, shardings)
     self.evaluators = evaluators.build(config, evaluators.Context(
         config=config, task=self.task, mesh=mesh, rules=self.rules, state_shardings=self.shardings,
         workdir=self.workdir, compiler_options=self.compiler_options))

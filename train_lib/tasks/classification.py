@@ -57,6 +57,16 @@ def _accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return (logits.argmax(-1) == labels).astype(jnp.float32)
 
 
+def build_backbone(config: ml_collections.ConfigDict, model_type: type, task: str):
+  """config.model without its head (num_classes=None: its features), which must be a `model_type`;
+  otherwise one ConfigError line naming the models that are."""
+  model = build_model(config.model, config, num_classes=None)
+  if not isinstance(model, model_type):
+    raise ConfigError(f"task '{task}' pretrains a {model_type.__name__}; model.name '{config.model.name}' is a "
+                      f"{type(model).__name__} (use {', '.join(models.names(of=model_type))})")
+  return model
+
+
 def build_model(model_cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict, **extra: Any):
   """models.get with the config's precision; registry errors become ConfigErrors."""
   kwargs = {k: v for k, v in model_cfg.items() if k != 'name'}

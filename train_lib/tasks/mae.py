@@ -29,7 +29,7 @@ from models.vit import ViT, patchify
 from train_lib import precision
 from train_lib.errors import ConfigError
 from train_lib.tasks import base
-from train_lib.tasks.classification import build_model
+from train_lib.tasks.classification import build_backbone
 
 DECODER = 'mae_decoder'
 # Eval draws its masks from one constant key: every evaluation hides the same patches (those of
@@ -80,10 +80,7 @@ class MAETask(base.Task):
     self.norm_pix_loss = self.arg('norm_pix_loss')
     if not 0.0 < self.mask_ratio < 1.0:
       raise ConfigError(f'task.mask_ratio must be in (0, 1), got {self.mask_ratio}')
-    self.encoder = build_model(config.model, config, num_classes=None)
-    if not isinstance(self.encoder, ViT):
-      raise ConfigError(f"task 'mae' pretrains a ViT; model.name '{config.model.name}' is a "
-                        f'{type(self.encoder).__name__} (use vit, vit_ti16, vit_s16 or vit_b16)')
+    self.encoder = build_backbone(config, ViT, 'mae')
     try:
       self.decoder = MAEDecoder(
           width=self.arg('decoder_width'), num_layers=self.arg('decoder_layers'),

@@ -35,7 +35,7 @@ from models.resnet import ResNet
 from train_lib import precision
 from train_lib.errors import ConfigError
 from train_lib.tasks import base
-from train_lib.tasks.classification import build_model
+from train_lib.tasks.classification import build_backbone
 
 PROJECTION = 'simclr_projection'
 
@@ -99,10 +99,7 @@ class SimCLRTask(base.Task):
     self.temperature = self.arg('temperature')
     if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
       raise ConfigError(f'task.temperature must be a number > 0, got {self.temperature!r}')
-    self.backbone = build_model(config.model, config, num_classes=None)
-    if not isinstance(self.backbone, ResNet):
-      raise ConfigError(f"task 'simclr' pretrains a ResNet; model.name '{config.model.name}' is a "
-                        f'{type(self.backbone).__name__} (use resnet or resnet18 ... resnet152)')
+    self.backbone = build_backbone(config, ResNet, 'simclr')
     try:
       self.projection = ProjectionMLP(
           hidden=self.arg('projection_hidden'), features=self.arg('projection_dim'),
