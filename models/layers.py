@@ -190,6 +190,63 @@ def batch_norm(
   )
 
 
+def group_norm(
+    channels: int,
+    *,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    groups: int = 32,
+    name: str | None = None,
+) -> nn.GroupNorm:
+  """GroupNorm over `channels` (eps 1e-5, as torch) in gcd(groups, channels) groups, so any width
+  works; statistics in float32. A norm independent of the batch, as a diffusion U-Net wants."""
+  groups = math.gcd(channels, groups)
+  return nn.GroupNorm(
+      num_groups=groups,
+      epsilon=1e-5,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('conv_out',)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('conv_out',)),
+      name=name,
+  )
+
+
+class SpectralNorm(nn.Module):
+  """`layer` with its kernel divided by its largest singular value (Miyato et al. 2018).
+
+  The singular value comes from one power iteration a call, started from the vector `u` kept
+  in the 'batch_stats' collection (updated when `update_stats`), as the paper does. The
+  layer's parameters keep their own names and logical axes (flax's SpectralNorm cannot read
+  logically partitioned ones).
+  """
+
+  layer: nn.Module
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
+    def normalize(variables: dict) -> dict:
+      params = dict(variables['params'])
+      kernel = nn.meta.unbox(params['kernel'])
+      matrix = kernel.reshape(-1, kernel.shape[-1]).astype(jnp.float32)
+      u = self.variable('batch_stats', 'u',
+                        lambda: _unit(jax.random.normal(self.make_rng('params'), matrix.shape[-1:])))
+      v = jax.lax.stop_gradient(_unit(matrix @ u.value))
+      new_u = jax.lax.stop_gradient(_unit(matrix.T @ v))
+      sigma = v @ matrix @ new_u
+      if update_stats and not self.is_initializing():
+        u.value = new_u
+      params['kernel'] = (kernel / sigma).astype(kernel.dtype)
+      return {**variables, 'params': params}
+
+    return nn.map_variables(lambda layer: layer(x), 'params', trans_in_fn=normalize,
+                            init=self.is_initializing())(self.layer)
+
+
+def _unit(x: jax.Array) -> jax.Array:
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x), 1e-12))
+
+
 def pool(
     x: jax.Array,
     kind: str,

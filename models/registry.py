@@ -12,11 +12,13 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.cnn import CNN
+from models.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from models.logistic import LogisticRegression
 from models.mlp import MLP
 from models.recurrent import RecurrentClassifier, RecurrentForecaster, RecurrentLM
 from models.resnet import ResNet
 from models.transformer import TransformerLM
+from models.unet import UNet
 from models.vit import ViT
 
 _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
@@ -49,6 +51,11 @@ _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
     'vit_ti16': (ViT, {'width': 192, 'num_layers': 12, 'num_heads': 3, 'patch_size': 16}),
     'vit_s16': (ViT, {'width': 384, 'num_layers': 12, 'num_heads': 6, 'patch_size': 16}),
     'vit_b16': (ViT, {'width': 768, 'num_layers': 12, 'num_heads': 12, 'patch_size': 16}),
+    'unet': (UNet, {}),
+    'dcgan_generator': (DCGANGenerator, {}),
+    'dcgan_discriminator': (DCGANDiscriminator, {}),
+    'mlp_generator': (MLPGenerator, {}),
+    'mlp_discriminator': (MLPDiscriminator, {}),
 }
 
 # Fields every flax module has that are not model hyperparameters.

@@ -34,9 +34,12 @@ def _positive(config: ml_collections.ConfigDict, *keys: str, allow_zero: bool = 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Everything that can be checked without devices or data."""
   _check_keys(config, base_config())
-  for section in ('task', 'model'):
-    if 'name' not in config[section]:
-      raise ConfigError(f'{section}.name is missing')
+  if 'name' not in config.task:
+    raise ConfigError('task.name is missing')
+  model = config.model
+  several = model.keys() and all(isinstance(v, ml_collections.ConfigDict) and 'name' in v for v in model.values())
+  if 'name' not in model and not several:
+    raise ConfigError('model.name is missing (a task of several networks names each: model.generator.name, ...)')
   _positive(config, 'batch_size', 'eval_batch_size', 'total_steps', 'steps_per_call', 'grad_accum_steps', 'log_every')
   _positive(config, 'eval_every', allow_zero=True)
   if config.num_epochs is not None and config.num_epochs <= 0:

@@ -16,9 +16,8 @@ import time
 
 import numpy as np
 from etils import epath
-from PIL import Image
 
-from train_lib import storage
+from train_lib import image_grid, storage
 
 
 def _import_tensorboardx():
@@ -125,13 +124,12 @@ class MetricWriter:
     if not self.enabled:
       return
     for key, image in images.items():
-      image = np.asarray(image)
-      if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f'image {key!r} must be [H, W, 1 or 3] uint8, got {image.shape} {image.dtype}')
-      png = io.BytesIO()
-      Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(png, format='PNG')
+      try:
+        png = image_grid.png(image)
+      except ValueError as e:
+        raise ValueError(f'image {key!r}: {e}') from e
       file_name = re.sub(r'[^\w.-]+', '_', key)  # 'eval/grid' -> 'eval_grid'
-      self._background.submit(storage.write_atomically, self.samples / f'{file_name}_{step}.png', png.getvalue())
+      self._background.submit(storage.write_atomically, self.samples / f'{file_name}_{step}.png', png)
       self._tb.add_image(key, image, step, dataformats='HWC')
 
   def close(self) -> None:

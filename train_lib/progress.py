@@ -32,7 +32,8 @@ class Progress:
   def line(self, step: int, record: dict[str, float]) -> str:
     parts = [f'step {step}/{self.total_steps}']
     for key in sorted(record):
-      if key.startswith(('train/loss', 'train/accuracy', 'eval/')):
+      # The headline train metrics and every evaluator's results.
+      if key.startswith(('train/loss', 'train/accuracy')) or not key.startswith(('train/', 'perf/')):
         parts.append(f'{key} {record[key]:.4f}')
     if 'perf/steps_per_sec' in record:
       rate = record['perf/steps_per_sec']

@@ -1,11 +1,15 @@
-r"""Command line: sample text from a trained language model's latest checkpoint.
+r"""Command line: sample text from a trained language model, or images from a generator.
 
   python -m train_lib.sample --workdir=/tmp/lamina/shakespeare_gpt --prompt="ROMEO:" \
       --max_new_tokens=500 --temperature=0.8 --top_k=40 --seed=0
+  python -m train_lib.sample --workdir=/tmp/lamina/fashion_mnist_diffusion --num=64 \
+      [--sampler=ddpm|ddim --steps=50 --eta=0 --guidance=2.0 --label=3] --seed=0 --out=grid.png
 
-The model, its config and its tokenizer all come from the checkpoint, so the text
-decodes with the vocabulary it was trained on. Repeat --prompt for a batch.
-Parameters are the EMA ones when the run kept an EMA (as evaluation uses).
+The model, its config and (for text) its tokenizer all come from the checkpoint, so the text
+decodes with the vocabulary it was trained on. Repeat --prompt for a batch. Images are
+written as one grid (a class per column for a conditional model asked for every class);
+sampler flags left out take the task's defaults (train_lib/tasks/diffusion.py), and a GAN
+takes none. Parameters are the EMA ones when the run kept an EMA (as evaluation uses).
 """
 
 import functools
@@ -14,11 +18,12 @@ import sys
 import jax
 import jax.numpy as jnp
 from absl import app, flags
+from etils import epath
 from flax import linen as nn
 
 import kernels
 from input_pipeline import tokenizers
-from train_lib import from_run, log_filter, sampling
+from train_lib import from_run, image_grid, image_sampling, log_filter, sampling, storage
 from train_lib.errors import ConfigError
 from train_lib.tasks.classification import build_model
 
@@ -29,6 +34,18 @@ flags.DEFINE_float('temperature', 0.8, 'Softmax temperature; 0 is greedy.')
 flags.DEFINE_integer('top_k', 40, 'Sample from the k most likely tokens; 0 for all.')
 flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 flags.DEFINE_integer('step', None, 'Checkpoint step; default the latest.')
+flags.DEFINE_integer('num', 64, 'Images to draw (generator runs).')
+flags.DEFINE_string('out', None, 'Where the grid PNG of the images goes (generator runs).')
+flags.DEFINE_string('sampler', None, "A diffusion model's sampler: 'ddim' or 'ddpm'.")
+flags.DEFINE_integer('steps', None, "The sampler's denoising steps.")
+flags.DEFINE_float('eta', None, "DDIM's stochasticity (0: deterministic, 1: DDPM's noise).")
+flags.DEFINE_float('guidance', None, 'Classifier-free guidance scale (class-conditional models).')
+flags.DEFINE_integer('label', None, 'Draw this class only (class-conditional models); default every class in turn.')
+
+# Flag -> the sampler setting it gives (train_lib/tasks/generative.py).
+_SAMPLER_FLAGS = {'sampler': 'name', 'steps': 'steps', 'eta': 'eta', 'guidance': 'guidance'}
+_TEXT_FLAGS = ('prompt', 'max_new_tokens', 'temperature', 'top_k')
+_IMAGE_FLAGS = ('num', 'out', 'label', *_SAMPLER_FLAGS)
 
 
 def load_model(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, tokenizers.Tokenizer, str]:
@@ -52,24 +69,55 @@ def load_model(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, 
   return model, from_run.restore(source, {key: target})[key], tokenizer, config.get('kernels', 'auto')
 
 
+def _given(names) -> list[str]:
+  return [f'--{name}' for name in names if flags.FLAGS[name].present]
+
+
+def _sample_text(f) -> None:
+  if f.max_new_tokens <= 0 or f.temperature < 0 or f.top_k < 0:
+    raise ValueError('--max_new_tokens must be > 0, --temperature >= 0 and --top_k >= 0')
+  model, params, tokenizer, kernel_mode = load_model(f.workdir, f.step)
+  prompts = [tokenizer.encode(p) for p in f.prompt]
+  with kernels.use(kernel_mode):
+    new = sampling.generate(model, params, prompts, max_new_tokens=f.max_new_tokens,
+                            temperature=f.temperature, top_k=f.top_k, seed=f.seed)
+  for prompt, tokens in zip(f.prompt, new):
+    print(prompt + tokenizer.decode(tokens.tolist()))
+    print('-' * 40)
+
+
+def _sample_images(f, generator: image_sampling.Generator) -> None:
+  if _given(_TEXT_FLAGS):
+    raise ValueError(f'the language-model flags {", ".join(_given(_TEXT_FLAGS))} do not apply: this run draws images')
+  if not f.out:
+    raise ValueError('--out=FILE.png is required: where the grid of images goes')
+  if f.num < 1:
+    raise ValueError(f'--num must be >= 1, got {f.num}')
+  settings = {key: getattr(f, name) for name, key in _SAMPLER_FLAGS.items() if flags.FLAGS[name].present}
+  images = image_sampling.draw(generator, f.num, settings, label=f.label, seed=f.seed)
+  task = generator.task
+  columns = task.num_classes if task.conditional and f.label is None else None
+  grid = image_grid.grid(images, task.pixel_range, columns=columns)
+  storage.write_atomically(epath.Path(f.out), image_grid.png(grid))
+  print(f'{f.num} images from step {generator.step} of {f.workdir} -> {f.out}')
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   log_filter.quiet_library_info()
   f = flags.FLAGS
-  if f.max_new_tokens <= 0 or f.temperature < 0 or f.top_k < 0:
-    sys.exit('lamina: sample: --max_new_tokens must be > 0, --temperature >= 0 and --top_k >= 0')
   try:
-    model, params, tokenizer, kernel_mode = load_model(f.workdir, f.step)
-    prompts = [tokenizer.encode(p) for p in f.prompt]
-    with kernels.use(kernel_mode):
-      new = sampling.generate(model, params, prompts, max_new_tokens=f.max_new_tokens,
-                              temperature=f.temperature, top_k=f.top_k, seed=f.seed)
+    generator = image_sampling.load(f.workdir, f.step) if image_sampling.is_generator_run(f.workdir) else None
+    if generator is None:
+      if _given(_IMAGE_FLAGS):
+        raise ValueError(f'the image flags {", ".join(_given(_IMAGE_FLAGS))} do not apply: {f.workdir} is not an '
+                         'image generator run')
+      _sample_text(f)
+    else:
+      _sample_images(f, generator)
   except (ValueError, ConfigError) as e:
     sys.exit(f'lamina: sample: {e}')
-  for prompt, tokens in zip(f.prompt, new):
-    print(prompt + tokenizer.decode(tokens.tolist()))
-    print('-' * 40)
 
 
 if __name__ == '__main__':

@@ -52,10 +52,11 @@ class Task(abc.ABC):
   def init_variables(self, rng: jax.Array, batch: dict) -> dict:
     """All variables of the task's models, still boxed with their logical axes."""
 
-  @abc.abstractmethod
   def loss(self, params: Any, state: TrainState, batch: dict, rng: jax.Array) -> tuple[jax.Array, tuple[Any, Metrics]]:
     """(scalar loss, (new model_state, metrics)) for one training batch; `params` are differentiated,
-    `state` gives the rest (model_state, frozen parts, step)."""
+    `state` gives the rest (model_state, frozen parts, step). What the default train_step minimises:
+    a task that overrides train_step with losses of its own (a GAN's two) leaves it out."""
+    raise NotImplementedError(f'{type(self).__name__} defines neither loss nor its own train_step')
 
   @abc.abstractmethod
   def eval_metrics(self, params: Any, state: TrainState, batch: dict) -> Metrics:

@@ -1,0 +1,1 @@
+"""Gaussian diffusion: the noise schedule's closed forms (schedule.py) and the samplers (samplers.py)."""
