@@ -1,12 +1,14 @@
 r"""lamina against plain PyTorch (eager): the same models, batches, optimizer and steps.
 
-  python -m benchmarks.peers [--models=gpt,gpt_wide,digits_cnn,fashion_mnist_resnet,gpt2_small] [--steps=N | --steps=full]
+  python -m benchmarks.peers [--models=gpt,gpt_wide,digits_cnn,fashion_mnist_resnet,digits_diffusion,gpt2_small] [--steps=N | --steps=full]
                              [--warmup=10] [--compute_dtype=bfloat16] [--torch_dtype=float32,bfloat16]
                              [--repeats=N] [--same_init] [--json=FILE]
 
 Rows: `gpt` is experiments/shakespeare_gpt.py (nanoGPT's CPU config), `gpt_wide` the same
 GPT 4x wider (width 512, batch 32; 10 steps per lamina device call instead of 50),
-`digits_cnn` and `fashion_mnist_resnet` their experiments, each in its own compute dtype
+`digits_cnn` and `fashion_mnist_resnet` their experiments, `digits_diffusion` the digits U-Net's
+train step against diffusers' `UNet2DModel` of the same size (the library a diffusion user would
+pick; its eval loss is the same noise-prediction loss), each in its own compute dtype
 unless --compute_dtype says otherwise; `gpt2_small` (experiments/gpt2_small.py, 124 M parameters,
 context 1024, batch 32) is for accelerators and runs only when named. On a GPU both sides run
 on it: lamina in bf16, torch under bf16 autocast, each row with its larger accelerator batch
@@ -72,6 +74,7 @@ from train_lib.trainer import resolve_total_steps
 class Row:
   experiment: str
   steps: int  # timed steps by default
+  arg: str = ''  # the experiment's config args
   model: dict = dataclasses.field(default_factory=dict)  # model overrides
   sizes: dict = dataclasses.field(default_factory=dict)  # config overrides a tiny run does without
   # Config overrides on a GPU or TPU (with bf16 compute): batches that keep the chip busy.
@@ -85,10 +88,13 @@ ROWS = {
                     accelerator={'batch_size': 256}),
     'digits_cnn': Row('digits_cnn', steps=200, accelerator={'batch_size': 512}),
     'fashion_mnist_resnet': Row('fashion_mnist_resnet', steps=100, accelerator={'batch_size': 1024}),
+    # The U-Net's train step against diffusers' UNet2DModel of the same size (no feature classifier:
+    # sample quality is not what this row measures).
+    'digits_diffusion': Row('digits_diffusion', steps=200, arg='classifier=', accelerator={'batch_size': 1024}),
     # Sized for an accelerator (28 TFLOP a step): not in the default rows.
     'gpt2_small': Row('gpt2_small', steps=50),
 }
-DEFAULT_ROWS = ['gpt', 'gpt_wide', 'digits_cnn', 'fashion_mnist_resnet']
+DEFAULT_ROWS = ['gpt', 'gpt_wide', 'digits_cnn', 'fashion_mnist_resnet', 'digits_diffusion']
 
 flags.DEFINE_list('models', DEFAULT_ROWS, 'Rows to measure (gpt2_small too, on an accelerator).')
 flags.DEFINE_string('steps', '', "Timed steps after the warm-up ('': each row's own, a few seconds to a minute "
@@ -114,7 +120,8 @@ def on_accelerator() -> bool:
 def row_config(row: str, *, tiny: bool = False, compute_dtype: str = '') -> ml_collections.ConfigDict:
   """The experiment config a row trains (on a GPU or TPU: in bf16, with the row's larger batch)."""
   spec = ROWS[row]
-  config = importlib.import_module(f'experiments.{spec.experiment}').get_config('tiny=True' if tiny else None)
+  arg = ','.join(filter(None, [spec.arg, 'tiny=True' if tiny else '']))
+  config = importlib.import_module(f'experiments.{spec.experiment}').get_config(arg)
   config.model.update(spec.model)
   if not tiny:
     config.update(spec.sizes)
@@ -175,6 +182,8 @@ def _measure_lamina() -> dict:
   config.log_every = warmup  # logging syncs the host: windows of whole device calls
   config.eval_every = 0
   config.checkpoint.every = 0
+  # The final evaluation is the per-example one both sides have (a generator's samples are not compared).
+  config.evals = {name: cfg for name, cfg in config.evals.items() if cfg.type == 'per_example'}
   with tempfile.TemporaryDirectory() as workdir:
     final = train_and_evaluate(config, workdir)
     records = read_metrics(workdir)
@@ -185,7 +194,7 @@ def _measure_lamina() -> dict:
           'steps_per_sec': sum(n for n, _ in windows) / seconds,
           'flops_per_step': final['perf/model_flops_per_step'] * jax.device_count(),
           'train_loss': final['train/loss'], 'eval_loss': final['eval/loss'],
-          'eval_accuracy': final['eval/accuracy']}
+          'eval_accuracy': final.get('eval/accuracy')}
 
 
 def _measure_torch(dtype: str) -> dict:
@@ -208,7 +217,7 @@ def _measure_torch(dtype: str) -> dict:
   final = run.evaluate()
   return {**_common(config, warmup, total, params), 'dtype': dtype, 'steps_per_sec': steps_per_sec,
           'train_loss': float(np.mean(losses[last_window:])), 'eval_loss': final['eval/loss'],
-          'eval_accuracy': final['eval/accuracy']}
+          'eval_accuracy': final.get('eval/accuracy')}
 
 
 def _measure_ceilings() -> dict:
@@ -292,7 +301,8 @@ def _table(rows: list[dict]) -> str:
       'MFU bf16 l/t': lambda r: _pair(r, 'mfu_bfloat16', '{:.1%}'),
       'train loss l/t': lambda r: _pair(r, 'train_loss', '{:.4f}'),
       'eval loss l/t': lambda r: _pair(r, 'eval_loss', '{:.4f}'),
-      'eval acc l/t': lambda r: '-' if r['unit'] == 'tokens/s' else _pair(r, 'eval_accuracy', '{:.2%}'),
+      'eval acc l/t': lambda r: ('-' if r['unit'] == 'tokens/s' or r['lamina_eval_accuracy'] is None
+                                 else _pair(r, 'eval_accuracy', '{:.2%}')),
   }
   cells = [list(columns)] + [[cell(r) for cell in columns.values()] for r in rows]
   widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]

@@ -1,10 +1,14 @@
-"""PyTorch mirrors of lamina's GPT, CNN and ResNet, for the peer benchmark.
+"""PyTorch mirrors of lamina's GPT, CNN and ResNet, and diffusers' U-Net, for the peer benchmark.
 
 `from_lamina(module, input_shape)` reads the hyperparameters of a built lamina module
 (what the trainer would train) and returns the same network in torch: the same
 layers, parameter shapes and initial distributions. Each mirror's `load_flax(params)`
 copies lamina's parameters in, which is how the tests show the two compute the same
 function. A lamina field the mirrors do not cover fails here, not in a silent mismatch.
+
+lamina's diffusion U-Net has the layout of diffusers' `UNet2DModel`, the library a diffusion
+user would pick, so its peer is that model itself, configured to the same size (the parameter
+counts agree), not a mirror written here.
 """
 
 import math
@@ -243,6 +247,32 @@ class ResNet(nn.Module):
     _set_dense(self.head, params['head'])
 
 
+class DiffusersUNet(nn.Module):
+  """diffusers' UNet2DModel in the shape of a lamina UNet, on [B, H, W, C] images like lamina's."""
+
+  def __init__(self, module: models.UNet, input_shape: tuple[int, ...]):
+    super().__init__()
+    from diffusers import UNet2DModel  # only where the diffusion row runs
+    widths = [module.channels * m for m in module.channel_mult]
+    if len({widths[i] for i in (*module.attention_levels, len(widths) - 1)}) != 1:
+      raise ValueError("diffusers' UNet2DModel takes one attention head size: attention only at levels of the "
+                       'innermost width')
+    attention = set(module.attention_levels)
+    height, _, channels = input_shape
+    self.unet = UNet2DModel(
+        sample_size=height, in_channels=channels, out_channels=channels, block_out_channels=tuple(widths),
+        layers_per_block=module.num_res_blocks,
+        down_block_types=tuple('AttnDownBlock2D' if i in attention else 'DownBlock2D' for i in range(len(widths))),
+        up_block_types=tuple('AttnUpBlock2D' if i in attention else 'UpBlock2D' for i in reversed(range(len(widths)))),
+        attention_head_dim=widths[-1] // module.num_heads,
+        # One group count for every layer (lamina takes each layer's gcd with `groups`): the same arithmetic.
+        norm_num_groups=math.gcd(module.groups, *widths), dropout=module.dropout,
+        num_class_embeds=None if module.num_classes is None else module.num_classes + 1)
+
+  def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    return self.unet(x.permute(0, 3, 1, 2), t, class_labels=labels).sample.permute(0, 2, 3, 1)
+
+
 def from_lamina(module: linen.Module, input_shape: tuple[int, ...]) -> nn.Module:
   """The torch mirror of a built lamina model; `input_shape` is one example's ([T] or [H, W, C])."""
   if isinstance(module, models.TransformerLM):
@@ -261,4 +291,6 @@ def from_lamina(module: linen.Module, input_shape: tuple[int, ...]) -> nn.Module
       raise ValueError("the torch mirror of ResNet supports stem='cifar' or 'small' only")
     return ResNet(input_shape, module.num_classes, tuple(module.stage_sizes), module.width, module.stem,
                   module.zero_init_residual)
-  raise ValueError(f'no torch mirror of {type(module).__name__}; mirrors exist for TransformerLM, CNN and ResNet')
+  if isinstance(module, models.UNet):
+    return DiffusersUNet(module, input_shape)
+  raise ValueError(f'no torch mirror of {type(module).__name__}; mirrors exist for TransformerLM, CNN, ResNet and UNet')

@@ -3,7 +3,8 @@
 The same optimizer semantics as train_lib.optimizers (clip, then coupled L2 decay for
 SGD/Adam or decoupled decay for AdamW, on >= 2-D weights unless the config says 'all'),
 the learning rate of every step taken from lamina's own schedule function, the same
-losses as train_lib.tasks, and batches from lamina's input pipeline converted on a
+losses as train_lib.tasks (a diffusion model's: the noise schedule's tables, random timesteps
+and noise, label dropout), and batches from lamina's input pipeline converted on a
 thread as lamina's Feeder does for its device calls.
 """
 
@@ -21,6 +22,7 @@ import input_pipeline
 from benchmarks import torch_models
 from train_lib import optimizers, tasks
 from train_lib.tasks.classification import ClassificationTask
+from train_lib.tasks.diffusion import DiffusionTask
 from train_lib.tasks.language_model import LanguageModelTask
 
 DTYPES = ('float32', 'bfloat16')
@@ -96,15 +98,25 @@ class TorchRun:
     self.data_info = input_pipeline.dataset_info(config.data)
     lamina_task = tasks.get(config, self.data_info)
     self.is_language_model = isinstance(lamina_task, LanguageModelTask)
-    if not self.is_language_model and not isinstance(lamina_task, ClassificationTask):
+    self.diffusion = lamina_task if isinstance(lamina_task, DiffusionTask) else None
+    if not (self.is_language_model or self.diffusion or isinstance(lamina_task, ClassificationTask)):
       raise ValueError(f'no torch counterpart of task {config.task.name!r}')
-    self.input_key = 'inputs' if self.is_language_model else lamina_task.input_key
-    self.target_key = 'targets' if self.is_language_model else lamina_task.label_key
+    if self.is_language_model:
+      self.input_key, self.target_key = 'inputs', 'targets'
+    elif self.diffusion:
+      self.input_key, self.target_key = lamina_task.image_key, lamina_task.label_key
+    else:
+      self.input_key, self.target_key = lamina_task.input_key, lamina_task.label_key
     self.model = torch_models.from_lamina(lamina_task.model, self.data_info['features'][self.input_key]['shape'])
     if params is not None:
+      if not hasattr(self.model, 'load_flax'):
+        raise ValueError(f'{type(self.model).__name__} cannot start from lamina\'s parameters (no same_init)')
       self.model.load_flax(params)
     self.device = device or default_device()
     self.model.to(self.device)
+    if self.diffusion:
+      self.alphas_cumprod = torch.tensor(self.diffusion.schedule.alphas_cumprod, dtype=torch.float32,
+                                         device=self.device)
     self.bfloat16 = dtype == 'bfloat16'
     self.optimizer = make_optimizer(self.model, config.optimizer)
     self.lrs = learning_rates(config.optimizer, total_steps)
@@ -122,6 +134,31 @@ class TorchRun:
     weights = batch['weights'] if self.is_language_model else torch.ones_like(losses)
     return logits, losses, weights
 
+  def diffusion_losses(self, batch: dict[str, torch.Tensor], *, train: bool,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B] mean squared errors of the network's noise (or v) prediction, as train_lib/tasks/diffusion.py."""
+    task = self.diffusion
+    low, high = task.pixel_range
+    x0 = (batch[self.input_key].float() - low) * (2.0 / (high - low)) - 1.0
+    b = x0.shape[0]
+    t = torch.randint(0, len(self.alphas_cumprod), (b,), device=self.device, generator=generator)
+    noise = torch.randn(x0.shape, device=self.device, generator=generator)
+    abar = self.alphas_cumprod[t].view(b, *[1] * (x0.ndim - 1))
+    xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    labels = batch[self.target_key] if task.conditional else None
+    if labels is not None and train and task.label_dropout:
+      dropped = torch.rand(b, device=self.device, generator=generator) < task.label_dropout
+      labels = torch.where(dropped, torch.full_like(labels, task.null_label), labels)
+    output = self.model(xt, t, labels).float()
+    target = noise if task.prediction == 'epsilon' else abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    return ((output - target) ** 2).flatten(1).mean(1)
+
+  def _train_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    if self.diffusion:
+      return self.diffusion_losses(batch, train=True).mean()
+    _, losses, weights = self.token_losses(batch)
+    return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+
   def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """One optimizer step; returns its loss (before the update), as lamina's train/loss.
 
@@ -132,8 +169,7 @@ class TorchRun:
     for group in self.optimizer.param_groups:
       group['lr'] = float(self.lrs[self.step])
     with self._autocast():
-      _, losses, weights = self.token_losses(batch)
-      loss = (losses * weights).sum() / weights.sum().clamp(min=1.0)
+      loss = self._train_loss(batch)
     self.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if self.config.optimizer.grad_clip_norm > 0:
@@ -146,18 +182,24 @@ class TorchRun:
     synchronize(self.device)
 
   @torch.no_grad()
-  def evaluate(self) -> dict[str, float]:
-    """eval/loss and eval/accuracy over the whole eval split, each example (or token) once."""
+  def evaluate(self) -> dict[str, float | None]:
+    """eval/loss and eval/accuracy (None for a diffusion model) over the whole eval split, each
+    example (or token) once; a diffusion model's timesteps and noise from one seeded generator."""
     self.model.eval()
     config = self.config
+    generator = torch.Generator(self.device).manual_seed(0)
     sums = np.zeros(3)  # loss, hits, weight
     for batch in input_pipeline.make_eval_batches(config.data, split=config.data.eval_split,
                                                   global_batch_size=config.eval_batch_size,
                                                   process_index=0, process_count=1):
       batch = to_torch(batch, self.device)
       with self._autocast():
-        logits, losses, weights = self.token_losses(batch)
+        if self.diffusion:
+          losses = self.diffusion_losses(batch, train=False, generator=generator)
+          hits, weights = torch.zeros_like(losses), torch.ones_like(losses)
+        else:
+          logits, losses, weights = self.token_losses(batch)
+          hits = (logits.argmax(-1) == batch[self.target_key]).float()
       weights = weights * batch['mask'].view(-1, *[1] * (weights.ndim - 1))
-      hits = (logits.argmax(-1) == batch[self.target_key]).float()
       sums += [float((v * weights).sum()) for v in (losses, hits, torch.ones_like(hits))]
-    return {'eval/loss': sums[0] / sums[2], 'eval/accuracy': sums[1] / sums[2]}
+    return {'eval/loss': sums[0] / sums[2], 'eval/accuracy': None if self.diffusion else sums[1] / sums[2]}

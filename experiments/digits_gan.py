@@ -18,7 +18,7 @@ docs/generative.md has the measured figures.
 
 import ml_collections
 
-from experiments import common, generative
+from experiments import common, common_generative
 from experiments.digits_diffusion import PIXELS
 
 NETWORKS = {
@@ -32,14 +32,14 @@ NETWORKS = {
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, classifier='/tmp/lamina/digits', model='dcgan', loss='non_saturating', r1=1.0,
                          spectral_norm=False, conditional=False, steps=10000, tiny=False)
-  config = generative.base('digits', PIXELS, PIXELS, arg.classifier, 'digits_cnn')
+  config = common_generative.base('digits', PIXELS, PIXELS, arg.classifier, 'digits_cnn')
   generator, discriminator = common.choose('digits_gan', 'model', arg.model, NETWORKS)
-  generative.gan(config, generator, {**discriminator, 'spectral_norm': arg.spectral_norm}, loss=arg.loss, r1=arg.r1,
-                 conditional=arg.conditional)
+  common_generative.gan(config, generator, {**discriminator, 'spectral_norm': arg.spectral_norm}, loss=arg.loss,
+                        r1=arg.r1, conditional=arg.conditional)
   config.kernels = 'xla'
   config.batch_size = 64
   config.total_steps = arg.steps
-  config.evals.samples = generative.samples(config, every=2000)
+  config.evals.samples = common_generative.samples(config, every=2000)
   if arg.tiny:
-    generative.shrink_for_tiny(config)
+    common_generative.shrink_for_tiny(config)
   return config

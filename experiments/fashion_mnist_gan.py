@@ -16,15 +16,15 @@ docs/generative.md has the measured figures.
 
 import ml_collections
 
-from experiments import common, generative
+from experiments import common, common_generative
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, classifier='/tmp/lamina/fmnist_resnet', loss='non_saturating', r1=1.0,
                          spectral_norm=False, conditional=True, epochs=10.0, tiny=False)
-  config = generative.base('fashion_mnist', 'value_range(0, 1)|random_flip_lr', 'value_range(0, 1)', arg.classifier,
-                           'fmnist_resnet')
-  generative.gan(config, {'name': 'dcgan_generator', 'latent_dim': 100, 'channels': 32, 'num_upsamples': 2},
+  config = common_generative.base('fashion_mnist', 'value_range(0, 1)|random_flip_lr', 'value_range(0, 1)',
+                                  arg.classifier, 'fmnist_resnet')
+  common_generative.gan(config, {'name': 'dcgan_generator', 'latent_dim': 100, 'channels': 32, 'num_upsamples': 2},
                  {'name': 'dcgan_discriminator', 'channels': 64, 'num_downsamples': 2,
                   'spectral_norm': arg.spectral_norm},
                  loss=arg.loss, r1=arg.r1, conditional=arg.conditional)
@@ -34,8 +34,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.num_epochs = arg.epochs
   config.evals.eval.split = 'test[:2000]'
-  config.evals.samples = generative.samples(config, every=2000, batch_size=500)
+  config.evals.samples = common_generative.samples(config, every=2000, batch_size=500)
   if arg.tiny:
-    generative.shrink_for_tiny(config)
+    common_generative.shrink_for_tiny(config)
     config.evals.eval.split = 'test[:64]'
   return config

@@ -5,13 +5,16 @@ lists the names.
 """
 
 from models.cnn import CNN
+from models.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from models.logistic import LogisticRegression
 from models.mlp import MLP
 from models.recurrent import RecurrentClassifier, RecurrentForecaster, RecurrentLM
 from models.registry import get, names
 from models.resnet import ResNet
 from models.transformer import TransformerLM
+from models.unet import UNet
 from models.vit import ViT
 
-__all__ = ['CNN', 'LogisticRegression', 'MLP', 'RecurrentClassifier', 'RecurrentForecaster', 'RecurrentLM',
-           'ResNet', 'TransformerLM', 'ViT', 'get', 'names']
+__all__ = ['CNN', 'DCGANDiscriminator', 'DCGANGenerator', 'LogisticRegression', 'MLP', 'MLPDiscriminator',
+           'MLPGenerator', 'RecurrentClassifier', 'RecurrentForecaster', 'RecurrentLM', 'ResNet', 'TransformerLM',
+           'UNet', 'ViT', 'get', 'names']

@@ -13,6 +13,7 @@ through a two-layer MLP) between its two convolutions. With `num_classes`, a lab
 embedding joins the time embedding; its extra row `num_classes` is "no label", the input
 of unconditional calls for classifier-free guidance. The blocks' last convs and conv_out
 start at zero, so each block starts as the identity and the network's first outputs are 0.
+GroupNorm uses gcd(groups, width) groups; each must hold two channels or more (see __post_init__).
 """
 
 import math
@@ -101,6 +102,13 @@ class UNet(nn.Module):
     if bad:
       raise ValueError(f'attention_levels {bad} are not levels of channel_mult {tuple(self.channel_mult)} '
                        f'(0..{len(self.channel_mult) - 1})')
+    # A block adds the time embedding per channel, then GroupNorm subtracts each group's mean: with
+    # one channel a group (instance norm) that erases the embedding, and the network never sees t.
+    widths = [m * self.channels for m in self.channel_mult]
+    lone = [w for w in widths if math.gcd(self.groups, w) == w]
+    if lone:
+      raise ValueError(f'groups={self.groups} leaves one channel per GroupNorm group at width {lone[0]}, which '
+                       f'would normalise the time embedding away; use groups <= {lone[0] // 2}')
     super().__post_init__()
 
   @nn.compact

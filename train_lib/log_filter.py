@@ -9,9 +9,15 @@ from absl import logging as absl_logging
 _CHATTY = ('/orbax/', '/grain/', '/tensorflow_datasets/')
 
 
+# orbax warns that a checkpoint directory opened read-only is read-only: runs read others' that way.
+_READ_ONLY_NOTICES = ('CheckpointManagerOptions.read_only=True', 'Given directory is read only')
+
+
 class _LibraryInfoFilter(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if '/orbax/' in record.pathname and record.getMessage().startswith(_READ_ONLY_NOTICES):
+      return False
     return record.levelno >= logging.WARNING or not any(part in record.pathname for part in _CHATTY)
 
 
@@ -53,7 +59,8 @@ class _RestoreEchoLog(logging.Filter):
 
 
 def quiet_library_info() -> None:
-  for chatty in ('gcsfs', 'fsspec'):  # a line per file opened in a bucket
+  # gcsfs, fsspec: a line per file opened in a bucket; jax: each backend it did not find (TPU, everywhere).
+  for chatty in ('gcsfs', 'fsspec', 'jax._src.xla_bridge'):
     logging.getLogger(chatty).setLevel(logging.WARNING)
   asyncio_logger = logging.getLogger('asyncio')
   if not any(isinstance(f, _RestoreEchoLog) for f in asyncio_logger.filters):

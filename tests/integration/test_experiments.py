@@ -1,5 +1,6 @@
 """Every experiment file loads, documents its command, trains with tiny=True, and writes the
-metric keys metric_keys.json lists for it (a new experiment adds its own there)."""
+metric keys metric_keys.json lists for it (a new experiment adds its own there). Generators
+are scored by tiny runs of their data set's classifier and must write readable sample grids."""
 
 import glob
 import json
@@ -7,6 +8,7 @@ import os
 import pathlib
 
 import pytest
+from PIL import Image
 
 from tests.conftest import REPO
 from train_lib import train_and_evaluate
@@ -16,6 +18,10 @@ EXPERIMENTS = sorted(
     os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'experiments', '*.py'))
     if not os.path.basename(p).startswith(('_', 'common')))
 
+
+# Generator experiment -> the classifier experiment whose run is its feature space.
+CLASSIFIERS = {'digits_gan': 'digits_cnn', 'digits_diffusion': 'digits_cnn',
+               'fashion_mnist_gan': 'fashion_mnist_resnet', 'fashion_mnist_diffusion': 'fashion_mnist_resnet'}
 
 METRIC_KEYS = json.loads(pathlib.Path(__file__).with_name('metric_keys.json').read_text())
 
@@ -35,9 +41,24 @@ def test_docstring_gives_the_command(name):
   assert 'python -m train_lib.main' in doc
 
 
+@pytest.fixture(scope='module')
+def classifier_runs(tmp_path_factory):
+  """Tiny runs of the classifier experiments, trained when a generator first asks."""
+  runs = {}
+
+  def run(name):
+    if name not in runs:
+      runs[name] = str(tmp_path_factory.mktemp(name))
+      train_and_evaluate(_load(name).get_config('tiny=True'), runs[name])
+    return runs[name]
+
+  return run
+
+
 @pytest.mark.parametrize('name', EXPERIMENTS)
-def test_tiny_run(name, tmp_path):
-  config = _load(name).get_config('tiny=True')
+def test_tiny_run(name, tmp_path, classifier_runs):
+  arg = f'tiny=True,classifier={classifier_runs(CLASSIFIERS[name])}' if name in CLASSIFIERS else 'tiny=True'
+  config = _load(name).get_config(arg)
   assert config.tiny
   final = train_and_evaluate(config, str(tmp_path))
   counts = [v for k, v in final.items() if k in ('eval/num_examples', 'eval/num_tokens')]
@@ -47,6 +68,12 @@ def test_tiny_run(name, tmp_path):
   assert records[-1]['step'] == config.total_steps
   assert sorted({key for record in records for key in record}) == METRIC_KEYS[name]
   assert os.listdir(os.path.join(str(tmp_path), 'checkpoints')) == [str(config.total_steps)]
+  if name in CLASSIFIERS:
+    grids = glob.glob(os.path.join(str(tmp_path), 'samples', '*.png'))
+    assert grids
+    for grid in grids:
+      with Image.open(grid) as image:
+        assert image.size[0] > 64 and image.mode == 'L'
 
 
 @pytest.mark.parametrize('model', ['logreg', 'mlp', 'gru'])

@@ -119,3 +119,24 @@ def test_bad_sampler_is_one_line(settings, message):
   with pytest.raises(ValueError) as error:
     samplers.Sampler(**settings).check(T)
   assert message in str(error.value) and '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('sampler', [samplers.Sampler('ddpm', T), samplers.Sampler('ddim', 50),
+                                     samplers.Sampler('ddim', 50, eta=1.0)])
+def test_the_exact_denoiser_of_three_points_samples_those_points_evenly(sampler):
+  """With the optimal x0 prediction (the posterior mean over a 3-point data set), every sampler
+  must land on the data, each point about a third of the time."""
+  schedule = schedule_lib.make('cosine', T)
+  data = jnp.array([[0.8, -0.5, 0.1], [-0.7, 0.6, -0.9], [0.2, 0.9, 0.5]])
+
+  def denoise(x, t):
+    abar = jnp.asarray(schedule.alphas_cumprod, jnp.float32)[t][:, None, None]
+    distances = jnp.sum((x[:, None, :] - jnp.sqrt(abar) * data[None]) ** 2, axis=-1)
+    x0 = jax.nn.softmax(-distances / (2 * (1 - abar[:, :, 0])), axis=-1) @ data
+    return x0, schedule_lib.eps_from_x0(schedule, x0, x, t)
+
+  out = samplers.sample(denoise, schedule, sampler, jax.random.key(0), (1500, 3))
+  distances = jnp.linalg.norm(out[:, None] - data[None], axis=-1)
+  assert float(distances.min(axis=1).max()) < 1e-3
+  shares = np.bincount(np.asarray(distances.argmin(axis=1)), minlength=3) / 1500
+  np.testing.assert_allclose(shares, 1 / 3, atol=0.05)

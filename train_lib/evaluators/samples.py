@@ -96,8 +96,10 @@ class SamplesEvaluator(base.Evaluator):
     images = jax.ShapeDtypeStruct((2, *self.task.image_shape), jnp.float32)
     try:
       jax.eval_shape(lambda v, x: features_and_logits(part.model, v, x), abstract, images)
-    except ValueError as e:
-      raise ConfigError(f"{where}.features: classifier '{self.part}': {e}") from e
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"{where}.features: '{self.part}' must be an image classifier of this codebase, whose last "
+                        f"layer is 'head' (the run in {part.source.workdir} trained a {type(part.model).__name__}: "
+                        f'{e})') from e
 
     def real_features(variables, images, mask):
       return features_and_logits(part.model, variables, images)[0], mask
