@@ -32,14 +32,24 @@ def _leaky_relu(x: jax.Array) -> jax.Array:
   return nn.leaky_relu(x, 0.2)
 
 
-def _with_labels(latents: jax.Array, labels: jax.Array | None, num_classes: int | None, module: nn.Module,
-                 kw: dict) -> jax.Array:
-  """The latents, with the labels' embedding concatenated for a class-conditional generator."""
-  if num_classes is None:
-    return latents
-  if labels is None:
-    raise ValueError(f'{type(module).__name__} is class-conditional: it needs labels')
-  return jnp.concatenate([latents, layers.embed(num_classes, latents.shape[-1], name='label', **kw)(labels)], -1)
+class _Generating(nn.Module):
+  """What both generators share: their fields, and the latents joined by the label's embedding."""
+
+  image_shape: Sequence[int]
+  latent_dim: int = 64
+  num_classes: int | None = None
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def _inputs(self, latents: jax.Array, labels: jax.Array | None) -> jax.Array:
+    """The latents, with the labels' embedding concatenated for a class-conditional generator."""
+    if self.num_classes is None:
+      return latents
+    if labels is None:
+      raise ValueError(f'{type(self).__name__} is class-conditional: it needs labels')
+    embedding = layers.embed(self.num_classes, latents.shape[-1], dtype=self.dtype, param_dtype=self.param_dtype,
+                             name='label')(labels)
+    return jnp.concatenate([latents, embedding], -1)
 
 
 class _Discriminating(nn.Module):
@@ -66,14 +76,9 @@ class _Discriminating(nn.Module):
     return logit.astype(jnp.float32)
 
 
-class DCGANGenerator(nn.Module):
-  image_shape: Sequence[int]
-  latent_dim: int = 100
+class DCGANGenerator(_Generating):
   channels: int = 64
   num_upsamples: int = 2
-  num_classes: int | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, latents: jax.Array, labels: jax.Array | None = None, *, train: bool) -> jax.Array:
@@ -82,7 +87,7 @@ class DCGANGenerator(nn.Module):
     k = self.num_upsamples
     start = (math.ceil(height / 2**k), math.ceil(width / 2**k))
     features = self.channels * 2**k
-    x = _with_labels(latents, labels, self.num_classes, self, kw)
+    x = self._inputs(latents, labels)
     x = layers.dense(start[0] * start[1] * features, ('embed', 'mlp'), use_bias=False, name='project', **kw)(x)
     x = layers.batch_norm(train, axis='mlp', name='project_norm', **kw)(x)
     x = nn.relu(x).reshape(x.shape[0], *start, features)
@@ -111,18 +116,13 @@ class DCGANDiscriminator(_Discriminating):
     return self._logit(layers.flatten(x), labels, train)
 
 
-class MLPGenerator(nn.Module):
-  image_shape: Sequence[int]
-  latent_dim: int = 64
+class MLPGenerator(_Generating):
   hidden: Sequence[int] = (256, 256)
-  num_classes: int | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, latents: jax.Array, labels: jax.Array | None = None, *, train: bool) -> jax.Array:
     kw = {'dtype': self.dtype, 'param_dtype': self.param_dtype}
-    x = _with_labels(latents, labels, self.num_classes, self, kw)
+    x = self._inputs(latents, labels)
     for i, features in enumerate(self.hidden):
       x = layers.dense(features, ('embed', 'mlp') if i == 0 else ('mlp', 'embed'), use_bias=False, name=f'hidden{i}',
                        **kw)(x)
