@@ -34,8 +34,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   common_generative.diffusion(config, unet, schedule=arg.schedule, prediction=arg.prediction,
                               conditional=arg.conditional)
   config.kernels = 'xla'  # 8x8 images: library calls cost more than they save (as digits_cnn)
-  # Convolutions on 8x8 maps run far slower inside a loop of steps on XLA:CPU (train_lib/steps.py).
-  config.steps_per_call = 1
   config.batch_size = 128
   config.total_steps = arg.steps
   guidance = {'guidance': 2.0} if arg.conditional else {}

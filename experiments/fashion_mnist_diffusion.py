@@ -30,7 +30,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           'dropout': 0.1}
   common_generative.diffusion(config, unet, schedule=arg.schedule, prediction=arg.prediction, conditional=True)
   config.compute_dtype = 'auto'
-  config.steps_per_call = 1
   config.batch_size = 64
   config.num_epochs = arg.epochs
   config.evals.eval.split = 'test[:2000]'

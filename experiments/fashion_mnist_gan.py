@@ -30,7 +30,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  loss=arg.loss, r1=arg.r1, conditional=arg.conditional)
   # R1 differentiates the discriminator twice; the oneDNN convolutions' custom gradients go once.
   config.kernels = 'xla'
-  config.steps_per_call = 1
   config.batch_size = 64
   config.num_epochs = arg.epochs
   config.evals.eval.split = 'test[:2000]'
