@@ -36,10 +36,11 @@ def _init(model: nn.Module, x: jax.Array) -> dict:
   return nn.meta.unbox(jax.jit(lambda x: model.init(_key(0), x, train=False))(x))
 
 
-def _abstract(model: nn.Module, shape: tuple[int, ...], dtype=jnp.float32) -> tuple[jax.ShapeDtypeStruct, dict]:
-  """(logits, boxed variables) as shapes, from one trace of init."""
+def _abstract(model: nn.Module, shape: tuple[int, ...], dtype=jnp.float32, *more_inputs: jax.Array,
+              ) -> tuple[jax.ShapeDtypeStruct, dict]:
+  """(output, boxed variables) as shapes, from one trace of init."""
   return jax.eval_shape(
-      lambda: model.init_with_output(_key(0), jnp.zeros(shape, dtype), train=False))
+      lambda: model.init_with_output(_key(0), jnp.zeros(shape, dtype), *more_inputs, train=False))
 
 
 @functools.cache
@@ -99,13 +100,20 @@ _NON_CLASSIFIERS = {
     'gru_forecaster': ({'horizon': 4}, (2, 16), jnp.float32),
     'transformer_lm': ({'vocab_size': 10, 'width': 16, 'num_heads': 2, 'num_layers': 1, 'max_len': 16},
                        (2, 16), jnp.int32),
+    'unet': ({'channels': 8, 'groups': 4}, (2, 8, 8, 1), jnp.float32),
+    'dcgan_generator': ({'image_shape': (8, 8, 1), 'latent_dim': 16}, (2, 16), jnp.float32),
+    'mlp_generator': ({'image_shape': (8, 8, 1), 'latent_dim': 16}, (2, 16), jnp.float32),
+    'dcgan_discriminator': ({}, (2, 8, 8, 1), jnp.float32),
+    'mlp_discriminator': ({}, (2, 8, 8, 1), jnp.float32),
 }
+# Inputs after the first: the U-Net's timesteps.
+_MORE_INPUTS = {'unet': (jnp.zeros(2, jnp.int32),)}
 
 
 @pytest.mark.parametrize('name', models.names())
 def test_every_param_has_logical_axis_names(name):
   fields, shape, dtype = _NON_CLASSIFIERS.get(name, ({'num_classes': 10}, (2, 16, 16, 3), jnp.float32))
-  _, variables = _abstract(models.get(name, **fields), shape, dtype)
+  _, variables = _abstract(models.get(name, **fields), shape, dtype, *_MORE_INPUTS.get(name, ()))
   leaves = jax.tree.leaves(variables['params'], is_leaf=lambda v: isinstance(v, nn.Partitioned))
   assert leaves and all(isinstance(v, nn.Partitioned) for v in leaves)
   specs = jax.tree.leaves(nn.get_partition_spec(variables)['params'],
