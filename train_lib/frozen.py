@@ -56,7 +56,11 @@ def _model(workdir: str, step: int) -> nn.Module:
   """The model the run in `workdir` trained up to `step`, built by its own task."""
   from train_lib import tasks  # tasks may import this module
   config = from_run.open_run(workdir, step, what=workdir).config
-  return tasks.get(config, input_pipeline.dataset_info(config.data)).model
+  task = tasks.get(config, input_pipeline.dataset_info(config.data))
+  if not hasattr(task, 'model'):
+    raise ConfigError(f"the run in {workdir} trained task '{config.task.name}', which has several networks; a "
+                      'frozen part is one model (a classifier, a language model, a U-Net)')
+  return task.model
 
 
 def parts(config: ml_collections.ConfigDict) -> dict[str, FrozenPart]:
