@@ -1,9 +1,9 @@
 """Gaussian diffusion (Ho et al. 2020): the noise schedule and its closed forms.
 
-  q(x_t | x_0)          = N(sqrt(abar_t) x_0, (1 - abar_t) I)
-  q(x_{t-1} | x_t, x_0) = N(c0_t x_0 + ct_t x_t, beta~_t I)   (the posterior DDPM samples)
+  q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)
 
-t runs 0 .. T-1 (t = 0 is the first noising step); abar_{-1} = 1. Schedules: 'linear'
+t runs 0 .. T-1 (t = 0 is the first noising step); abar_{-1} = 1. DDPM's posterior
+q(x_{t-1} | x_t, x_0) is the sampler's (train_lib/diffusion/samplers.py). Schedules: 'linear'
 (beta from 1e-4 to 0.02 over T = 1000, scaled for other T as in Nichol & Dhariwal 2021) and
 'cosine' (their abar(t) = cos^2((t/T + s) / (1 + s) pi/2), betas clipped at 0.999).
 The tables are float64 numpy arrays (a sampler's coefficients near t = 0 are differences of
@@ -42,10 +42,6 @@ class NoiseSchedule:
 
   betas: np.ndarray
   alphas_cumprod: np.ndarray
-  alphas_cumprod_prev: np.ndarray  # abar_{t-1}, 1 at t = 0
-  posterior_variance: np.ndarray  # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
-  posterior_x0_coef: np.ndarray  # c0_t
-  posterior_xt_coef: np.ndarray  # ct_t
 
   @property
   def num_steps(self) -> int:
@@ -55,17 +51,7 @@ class NoiseSchedule:
 def make(name: str, num_steps: int = 1000) -> NoiseSchedule:
   """The schedule `name` over `num_steps` steps."""
   b = betas(name, num_steps)
-  abar = np.cumprod(1 - b)
-  abar_prev = np.concatenate([[1.0], abar[:-1]])
-  tables = {
-      'betas': b,
-      'alphas_cumprod': abar,
-      'alphas_cumprod_prev': abar_prev,
-      'posterior_variance': b * (1 - abar_prev) / (1 - abar),
-      'posterior_x0_coef': b * np.sqrt(abar_prev) / (1 - abar),
-      'posterior_xt_coef': (1 - abar_prev) * np.sqrt(1 - b) / (1 - abar),
-  }
-  return NoiseSchedule(**tables)
+  return NoiseSchedule(betas=b, alphas_cumprod=np.cumprod(1 - b))
 
 
 def _at(table: np.ndarray, t: jax.Array, like: jax.Array) -> jax.Array:
@@ -77,12 +63,6 @@ def q_sample(schedule: NoiseSchedule, x0: jax.Array, t: jax.Array, noise: jax.Ar
   """x_t drawn from q(x_t | x_0) with the given standard normal `noise`."""
   abar = _at(schedule.alphas_cumprod, t, x0)
   return jnp.sqrt(abar) * x0 + jnp.sqrt(1 - abar) * noise
-
-
-def posterior(schedule: NoiseSchedule, x0: jax.Array, xt: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(mean, variance) of q(x_{t-1} | x_t, x_0)."""
-  mean = _at(schedule.posterior_x0_coef, t, xt) * x0 + _at(schedule.posterior_xt_coef, t, xt) * xt
-  return mean, _at(schedule.posterior_variance, t, xt)
 
 
 def target(schedule: NoiseSchedule, prediction: str, x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
