@@ -6,7 +6,7 @@ import ml_collections
 
 import input_pipeline
 import kernels
-from train_lib import optimizers, precision
+from train_lib import optimizers, precision, quantization
 from train_lib.config_defaults import OPEN_SECTIONS, base_config
 from train_lib.errors import ConfigError
 
@@ -60,6 +60,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from e
   precision.dtype(config.param_dtype)
   optimizers.validate(config.optimizer)
+  quantization.validate(config)
   try:
     input_pipeline.validate(config.data)
   except ConfigError:

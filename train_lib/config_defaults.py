@@ -63,6 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
       # name -> {'params': regex over parameter paths, any field above}: train_lib/optimizers.py
       'groups': ml_collections.ConfigDict(),
   })
+  # qwix quantization of every model of the run, by module path (train_lib/quantization.py).
+  c.quantization = ml_collections.ConfigDict({'mode': 'none', 'scheme': 'int8', 'modules': '.*', 'skip': ''})
   c.log_every = 50
   c.eval_every = 0  # 0: evaluate only at the end
   # name -> {'type', and optionally 'every', 'split', 'pp', 'batch_size' (default: eval_every,
@@ -91,3 +93,21 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 OPEN_SECTIONS = ('model', 'task', 'compiler_options', 'evals', 'frozen', 'optimizer.groups')
+
+
+def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` (a run's saved config) with every key added to base_config() since it was saved,
+  at its default, so code reading today's keys reads old runs too. Open sections are the
+  config's own and are left as they are."""
+
+  def fill(target: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, prefix: str) -> None:
+    for key, default in defaults.items():
+      if f'{prefix}{key}' in OPEN_SECTIONS:
+        continue
+      if key not in target:
+        target[key] = default
+      elif isinstance(default, ml_collections.ConfigDict) and isinstance(target[key], ml_collections.ConfigDict):
+        fill(target[key], default, f'{prefix}{key}.')
+
+  fill(config, base_config(), '')
+  return config

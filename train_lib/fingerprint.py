@@ -15,14 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_UNSIGNED = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}
+# By bit width: int4 (a quantized model's weights) has 4, though numpy stores it in a byte.
+_UNSIGNED = {4: jnp.uint4, 8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32}
 
 
 def _checksum(x: jax.Array) -> jax.Array:
   if x.dtype == jnp.bool_:
     bits = x.astype(jnp.uint32)
   else:
-    bits = jax.lax.bitcast_convert_type(x, _UNSIGNED[x.dtype.itemsize]).astype(jnp.uint32)
+    bits = jax.lax.bitcast_convert_type(x, _UNSIGNED[jax.dtypes.itemsize_bits(x.dtype)]).astype(jnp.uint32)
   index = jnp.zeros(x.shape, jnp.uint32)  # each element's row-major position, mod 2^32
   for axis in range(x.ndim):
     stride = int(np.prod(x.shape[axis + 1:])) % 2**32

@@ -13,7 +13,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from train_lib import workdir as workdir_lib
+from train_lib import config_defaults, workdir as workdir_lib
 from train_lib.errors import ConfigError
 
 
@@ -50,7 +50,8 @@ def open_run(workdir: str, step: int | None = None, *, what: str) -> SourceRun:
     step = steps[-1]
   elif step not in steps:
     raise ConfigError(f'{what}: no checkpoint at step {step} in {directory}; its steps are {steps}')
-  return SourceRun(workdir, step, ml_collections.ConfigDict(_json_item(directory, step, 'config')))
+  saved_config = ml_collections.ConfigDict(_json_item(directory, step, 'config'))
+  return SourceRun(workdir, step, config_defaults.complete(saved_config))
 
 
 def checkpoint_steps(directory: epath.Path) -> list[int]:

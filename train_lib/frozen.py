@@ -72,9 +72,30 @@ def abstract_variables(frozen_parts: dict[str, FrozenPart], mesh: Mesh) -> dict[
   """{name: variables} of every part as ShapeDtypeStructs, replicated over `mesh`."""
   replicated = NamedSharding(mesh, PartitionSpec())
   spec = lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated)
-  return {name: {'params': jax.tree.map(spec, from_run.saved_shapes(p.source, p.params_item)),
+  return {name: {'params': jax.tree.map(spec, _params_shapes(p)),
                  **jax.tree.map(spec, from_run.saved_shapes(p.source, 'model_state'))}
           for name, p in frozen_parts.items()}
+
+
+def _params_shapes(frozen_part: FrozenPart):
+  """The part's params as ShapeDtypeStructs, in the tree its model applies."""
+  source = frozen_part.source
+  if source.config.quantization.mode != 'ptq':
+    return from_run.saved_shapes(source, frozen_part.params_item)
+  return _quantized_params_shapes(source.workdir, source.step)
+
+
+@functools.cache
+def _quantized_params_shapes(workdir: str, step: int):
+  """A post-training quantized run's params are qwix's quantized arrays, whose tree (and how each
+  was quantized) only its model's init knows: traced on one batch of its own eval split."""
+  from train_lib import tasks
+  config = from_run.open_run(workdir, step, what=workdir).config
+  task = tasks.get(config, input_pipeline.dataset_info(config.data))
+  batch = next(input_pipeline.make_eval_batches(config.data, split=config.data.eval_split,
+                                                global_batch_size=config.eval_batch_size, process_index=0,
+                                                process_count=1))
+  return nn.meta.unbox(jax.eval_shape(task.init_variables, jax.random.key(0), batch)['params'])
 
 
 def restore(frozen_parts: dict[str, FrozenPart], abstract: dict[str, dict]) -> dict[str, dict]:

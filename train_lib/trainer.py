@@ -15,8 +15,8 @@ from jax.sharding import Mesh
 
 import input_pipeline
 import kernels
-from train_lib import (accounting, compiler_options, config_check, dry_run, evaluators, frozen,
-                       init_from, log_filter, precision, state_init, steps, tasks, workdir as workdir_lib)
+from train_lib import (accounting, compiler_options, config_check, dry_run, evaluators, frozen, init_from,
+                       log_filter, precision, quantization, state_init, steps, tasks, workdir as workdir_lib)
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError, NonFiniteLossError, Preempted
 from train_lib.feeder import Feeder
@@ -57,7 +57,7 @@ def _summarize(pending: list[dict]) -> dict[str, float]:
   return {f'train/{k}': float(np.mean([m[k] for m in host])) for k in keys}
 
 
-class _Run:
+class Run:
   """The pieces of one run, built and checked before anything is compiled or written.
 
   Built under the mesh and the logical-axis rules, which shape inference needs.
@@ -118,10 +118,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   compiler_options.validate(compiler_options.from_config(config))
   mesh = make_mesh(config.mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(logical_rules(config)), kernels.use(config.kernels):
-    return _train(_Run(config, workdir, mesh))
+    return _train(Run(config, workdir, mesh))
 
 
-def _compile(run: _Run):
+def _compile(run: Run):
   """(The train call AOT-compiled for the state's and the batches' shardings, model FLOPs per step per device)."""
   k = run.config.steps_per_call
   train_batches = batch_sharding(run.mesh, run.rules, leading_dims=1)
@@ -147,11 +147,11 @@ def _save(checkpointer: Checkpointer, writer: MetricWriter, step: int, state, da
     metrics_written.result()
 
 
-def _train(run: _Run) -> dict[str, float]:
+def _train(run: Run) -> dict[str, float]:
   config = run.config
-  train_call, flops = _compile(run)
   k = config.steps_per_call
   if config.dry_run:
+    train_call, flops = _compile(run)
     logging.info('%s', dry_run.report(run.abstract_state, run.shardings, train_call, flops))
     return {'perf/model_flops_per_step': flops}
 
@@ -175,6 +175,13 @@ def _train(run: _Run) -> dict[str, float]:
     writer.close()
     checkpointer.close()
     return run.evaluate(state, start, is_last=True)
+  if quantization.settings(config).mode == 'ptq':
+    raise ConfigError(f"quantization.mode='ptq': the run in {run.workdir} has no quantized checkpoint at step "
+                      f'{run.total_steps}; write one with python -m train_lib.quantize, or train with mode '
+                      "'qat'")
+  # Compiled only when there are steps to take: a complete run (a post-training quantized one
+  # among them, whose int8 weights have no gradient) is evaluated without it.
+  train_call, flops = _compile(run)
 
   feeder = Feeder(run.iterator, steps_per_call=k, sharding=batch_sharding(run.mesh, run.rules, leading_dims=1),
                   process_count=run.process_count)

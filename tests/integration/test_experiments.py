@@ -19,9 +19,14 @@ EXPERIMENTS = sorted(
     if not os.path.basename(p).startswith(('_', 'common')))
 
 
-# Generator experiment -> the classifier experiment whose run is its feature space.
-CLASSIFIERS = {'digits_gan': 'digits_cnn', 'digits_diffusion': 'digits_cnn',
-               'fashion_mnist_gan': 'fashion_mnist_resnet', 'fashion_mnist_diffusion': 'fashion_mnist_resnet'}
+# Experiment -> (its arg naming another run, the experiment that trains that run): a generator's
+# classifier (its feature space), a student's teacher.
+SOURCES = {'digits_gan': ('classifier', 'digits_cnn'), 'digits_diffusion': ('classifier', 'digits_cnn'),
+           'fashion_mnist_gan': ('classifier', 'fashion_mnist_resnet'),
+           'fashion_mnist_diffusion': ('classifier', 'fashion_mnist_resnet'),
+           'fashion_mnist_distill': ('teacher', 'fashion_mnist_resnet'),
+           'shakespeare_distill': ('teacher', 'shakespeare_gpt')}
+GENERATORS = [name for name, (arg, _) in SOURCES.items() if arg == 'classifier']
 
 METRIC_KEYS = json.loads(pathlib.Path(__file__).with_name('metric_keys.json').read_text())
 
@@ -42,8 +47,8 @@ def test_docstring_gives_the_command(name):
 
 
 @pytest.fixture(scope='module')
-def classifier_runs(tmp_path_factory):
-  """Tiny runs of the classifier experiments, trained when a generator first asks."""
+def source_runs(tmp_path_factory):
+  """Tiny runs of the experiments other experiments read, trained when one first asks."""
   runs = {}
 
   def run(name):
@@ -56,8 +61,11 @@ def classifier_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
-def test_tiny_run(name, tmp_path, classifier_runs):
-  arg = f'tiny=True,classifier={classifier_runs(CLASSIFIERS[name])}' if name in CLASSIFIERS else 'tiny=True'
+def test_tiny_run(name, tmp_path, source_runs):
+  arg = 'tiny=True'
+  if name in SOURCES:
+    source_arg, source = SOURCES[name]
+    arg += f',{source_arg}={source_runs(source)}'
   config = _load(name).get_config(arg)
   assert config.tiny
   final = train_and_evaluate(config, str(tmp_path))
@@ -68,7 +76,7 @@ def test_tiny_run(name, tmp_path, classifier_runs):
   assert records[-1]['step'] == config.total_steps
   assert sorted({key for record in records for key in record}) == METRIC_KEYS[name]
   assert os.listdir(os.path.join(str(tmp_path), 'checkpoints')) == [str(config.total_steps)]
-  if name in CLASSIFIERS:
+  if name in GENERATORS:
     grids = glob.glob(os.path.join(str(tmp_path), 'samples', '*.png'))
     assert grids
     for grid in grids:

@@ -1,43 +1,18 @@
 """Frozen parts: a network restored read-only from another run (here a digits CNN teaching a
-logistic regression, as distillation will) is never changed, never saved with this run, and
-restored again on resume. The task and a probing evaluator are defined here, not in the trainer."""
+logistic regression through the distillation task) is never changed, never saved with this run,
+and restored again on resume. The probing evaluator is defined here, not in the trainer."""
 
 import os
 
 import jax
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 import pytest
 
-import models
 from tests.conftest import small_digits_config
-from train_lib import evaluators, frozen, tasks, train_and_evaluate
+from train_lib import evaluators, train_and_evaluate
 from train_lib.errors import ConfigError
 from train_lib.metric_writer import read_metrics
-from train_lib.tasks.base import Task
-
-
-class Imitate(Task):
-  """A logistic regression trained to match a frozen teacher's predicted distribution."""
-
-  def __init__(self, config, data_info):
-    super().__init__(config, data_info)
-    self.student = models.get('logreg', num_classes=data_info['num_classes'])
-    self.teacher = frozen.part(config, 'teacher').model
-
-  def init_variables(self, rng, batch):
-    return self.student.init(rng, batch['image'], train=False)
-
-  def loss(self, params, state, batch, rng):
-    teacher = self.teacher.apply(state.frozen['teacher'], batch['image'], train=False)
-    student = self.student.apply({'params': params}, batch['image'], train=False)
-    kl = optax.kl_divergence(jax.nn.log_softmax(student), jax.nn.softmax(teacher)).mean()
-    return kl, (state.model_state, {})
-
-  def eval_metrics(self, params, state, batch):
-    logits = self.student.apply({'params': params}, batch['image'], train=False)
-    return {'accuracy': (logits.argmax(-1) == batch['label']).astype(np.float32)}
 
 
 class FrozenProbe(evaluators.Evaluator):
@@ -59,13 +34,14 @@ def teacher(tmp_path_factory) -> str:
 
 @pytest.fixture
 def imitate(monkeypatch, teacher):
-  monkeypatch.setitem(tasks.TASKS, 'imitate', Imitate)
+  """Configs of a logistic regression trained on the teacher's predicted distribution alone."""
   monkeypatch.setitem(evaluators.EVALUATORS, 'frozen_probe', FrozenProbe)
   monkeypatch.setattr(FrozenProbe, 'seen', [])
 
   def config(total_steps: int):
     c = small_digits_config(total_steps=total_steps, log_every=5, eval_every=10, **{'checkpoint.every': 10})
-    c.task.name = 'imitate'
+    c.task = {'name': 'distillation', 'alpha': 1.0, 'temperature': 1.0}
+    c.model = {'name': 'logreg'}
     c.frozen.teacher = {'workdir': teacher}
     c.evals.probe = {'type': 'frozen_probe'}
     c.optimizer.update({'schedule': 'constant', 'warmup_steps': 0, 'learning_rate': 0.03})  # steps as total_steps

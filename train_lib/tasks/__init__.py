@@ -6,6 +6,7 @@ from train_lib import registry
 from train_lib.tasks.base import Task
 from train_lib.tasks.classification import ClassificationTask
 from train_lib.tasks.diffusion import DiffusionTask
+from train_lib.tasks.distillation import DistillationTask
 from train_lib.tasks.forecasting import ForecastingTask
 from train_lib.tasks.gan import GANTask
 from train_lib.tasks.language_model import LanguageModelTask
@@ -15,6 +16,7 @@ from train_lib.tasks.simclr import SimCLRTask
 TASKS: dict[str, type[Task]] = {
     'classification': ClassificationTask,
     'diffusion': DiffusionTask,
+    'distillation': DistillationTask,
     'forecasting': ForecastingTask,
     'gan': GANTask,
     'language_model': LanguageModelTask,

@@ -8,7 +8,7 @@ import ml_collections
 import optax
 
 import models
-from train_lib import precision
+from train_lib import precision, quantization
 from train_lib.errors import ConfigError
 from train_lib.tasks import base
 
@@ -35,16 +35,34 @@ class ClassificationTask(base.Task):
     onehot = labels if labels.ndim == 2 else jax.nn.one_hot(labels, self.num_classes)
     return optax.smooth_labels(onehot, self.label_smoothing) if self.label_smoothing else onehot
 
-  def loss(self, params, state, batch, rng):
-    variables = {'params': params, **state.model_state}
-    logits, new_state = self.model.apply(
-        variables, batch[self.input_key], train=True, rngs={'dropout': rng}, mutable=list(state.model_state))
+  def inputs(self, batch: dict) -> jax.Array:
+    """What the model reads."""
+    return batch[self.input_key]
+
+  def logits(self, params, model_state, batch, *, train: bool, rng: jax.Array | None = None):
+    """(logits [B, classes], updated model_state) of the model on the batch's inputs."""
+    if not train:
+      return self.model.apply({'params': params, **model_state}, self.inputs(batch), train=False), model_state
+    return self.model.apply({'params': params, **model_state}, self.inputs(batch), train=True,
+                            rngs={'dropout': rng}, mutable=list(model_state))
+
+  def logit_weights(self, batch: dict) -> jax.Array:
+    """How much each row of `logits` counts in a training loss: every image once."""
+    return jnp.ones(batch[self.label_key].shape[:1], jnp.float32)
+
+  def supervised_loss(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, base.Metrics]:
+    """(mean cross-entropy against the labels, {'accuracy'})."""
     labels = batch[self.label_key]
     loss = optax.softmax_cross_entropy(logits, self._targets(labels)).mean()
-    return loss, (new_state, {'accuracy': _accuracy(logits, labels).mean()})
+    return loss, {'accuracy': _accuracy(logits, labels).mean()}
+
+  def loss(self, params, state, batch, rng):
+    logits, new_state = self.logits(params, state.model_state, batch, train=True, rng=rng)
+    loss, metrics = self.supervised_loss(logits, batch)
+    return loss, (new_state, metrics)
 
   def eval_metrics(self, params, state, batch):
-    logits = self.model.apply({'params': params, **state.model_state}, batch[self.input_key], train=False)
+    logits, _ = self.logits(params, state.model_state, batch, train=False)
     labels = batch[self.label_key]
     return {
         'loss': optax.softmax_cross_entropy(logits, self._targets(labels)),
@@ -68,12 +86,13 @@ def build_backbone(config: ml_collections.ConfigDict, model_type: type, task: st
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict, **extra: Any):
-  """models.get with the config's precision; registry errors become ConfigErrors."""
+  """models.get with the config's precision and quantization; registry errors become ConfigErrors."""
   kwargs = {k: v for k, v in model_cfg.items() if k != 'name'}
   try:
-    return models.get(model_cfg.name, dtype=precision.dtype(config.compute_dtype),
-                      param_dtype=precision.dtype(config.param_dtype), **extra, **kwargs)
+    model = models.get(model_cfg.name, dtype=precision.dtype(config.compute_dtype),
+                       param_dtype=precision.dtype(config.param_dtype), **extra, **kwargs)
   except ConfigError:
     raise
   except (ValueError, TypeError) as e:
     raise ConfigError(f'model: {e}') from e
+  return quantization.wrap(model, config)

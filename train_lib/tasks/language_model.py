@@ -28,17 +28,34 @@ class LanguageModelTask(base.Task):
     params_rng, dropout_rng = jax.random.split(rng)
     return self.model.init({'params': params_rng, 'dropout': dropout_rng}, batch['inputs'], train=False)
 
-  def loss(self, params, state, batch, rng):
-    logits = self.model.apply({'params': params, **state.model_state}, batch['inputs'], train=True,
-                              rngs={'dropout': rng})
+  def inputs(self, batch: dict) -> jax.Array:
+    """What the model reads: the token windows."""
+    return batch['inputs']
+
+  def logits(self, params, model_state, batch, *, train: bool, rng: jax.Array | None = None):
+    """(logits [B, L, vocab], model_state) of the model on the batch's token windows."""
+    rngs = {'dropout': rng} if train else None
+    return self.model.apply({'params': params, **model_state}, self.inputs(batch), train=train, rngs=rngs), model_state
+
+  def logit_weights(self, batch: dict) -> jax.Array:
+    """How much each position of `logits` counts in a training loss: real target tokens only."""
+    return batch['weights']
+
+  def supervised_loss(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, base.Metrics]:
+    """(mean cross-entropy over real target tokens, {'accuracy'})."""
     weights = batch['weights']
     total = jnp.maximum(weights.sum(), 1.0)
     loss = (_token_losses(logits, batch['targets']) * weights).sum() / total
     accuracy = (_token_hits(logits, batch['targets']) * weights).sum() / total
-    return loss, (state.model_state, {'accuracy': accuracy})
+    return loss, {'accuracy': accuracy}
+
+  def loss(self, params, state, batch, rng):
+    logits, model_state = self.logits(params, state.model_state, batch, train=True, rng=rng)
+    loss, metrics = self.supervised_loss(logits, batch)
+    return loss, (model_state, metrics)
 
   def eval_metrics(self, params, state, batch):
-    logits = self.model.apply({'params': params, **state.model_state}, batch['inputs'], train=False)
+    logits, _ = self.logits(params, state.model_state, batch, train=False)
     weights = batch['weights']
     per_window = jnp.maximum(weights.sum(-1), 1.0)
     return {
