@@ -68,7 +68,9 @@ def _custom_matmul(dtype: Dtype) -> bool:
 def einsum(spec: str, x: jax.Array, w: jax.Array, dtype: Dtype) -> jax.Array:
   """einsum(spec, x, w) on operands cast to `dtype`, accumulated and returned in float32 when
   `dtype` is under 32 bits (else in `dtype`). `spec` sums no index inside a single operand."""
-  x, w = x.astype(dtype), w.astype(dtype)
+  # An operand already in `dtype` is passed as it is: a post-training quantized weight (qwix's
+  # int8 array with its float scale, which jnp.einsum's interception multiplies) cannot be cast.
+  x, w = (a if a.dtype == dtype else a.astype(dtype) for a in (x, w))
   if _custom_matmul(dtype):
     return matmul.einsum(spec, x, w)
   return jnp.einsum(spec, x, w, preferred_element_type=matmul.accumulation_dtype(dtype))

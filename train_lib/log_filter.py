@@ -6,7 +6,7 @@ import sys
 from absl import logging as absl_logging
 
 # orbax logs every save step at INFO through absl; grain logs each worker start.
-_CHATTY = ('/orbax/', '/grain/', '/tensorflow_datasets/')
+_CHATTY = ('/orbax/', '/grain/', '/tensorflow_datasets/', '/jax2onnx/')
 
 
 # orbax warns that a checkpoint directory opened read-only is read-only: runs read others' that way.

@@ -29,18 +29,10 @@ from train_lib.errors import ConfigError
 from train_lib.mesh import make_mesh
 from train_lib.metric_writer import MetricWriter
 
-flags.DEFINE_string('workdir', None, "The trained run's workdir (it holds checkpoints/).", required=True)
-flags.DEFINE_string('out', None, 'Workdir of the quantized run to write; it must not hold a run yet.', required=True)
-flags.DEFINE_enum('scheme', 'int8', list(quantization.SCHEMES), 'What to quantize (train_lib/quantization.py).')
-flags.DEFINE_string('skip', '', 'Regex of module paths kept in float, e.g. "head".')
-flags.DEFINE_string('modules', '.*', 'Regex of module paths the scheme quantizes.')
-flags.DEFINE_integer('calibration_batches', 16, 'Training batches that calibrate static activation scales.')
-flags.DEFINE_integer('step', None, "The source's checkpoint step; default the latest.")
-
-
 def ptq_config(source: from_run.SourceRun, scheme: str, *, modules: str = '.*', skip: str = '') -> ml_collections.ConfigDict:
   """The source's config, quantized: complete at the source's step, plain XLA ops (which qwix
-  intercepts), no EMA (the quantized weights are the ones evaluation uses)."""
+  intercepts), float32 where an op stays in float (qwix's weight-only path hands it float32
+  activations), no EMA (the quantized weights are the ones evaluation uses)."""
   config = copy.deepcopy(source.config)
   if 'quantization' not in config:  # a run saved before quantization existed
     config.quantization = ml_collections.ConfigDict()
@@ -48,6 +40,7 @@ def ptq_config(source: from_run.SourceRun, scheme: str, *, modules: str = '.*', 
   config.num_epochs = None
   config.total_steps = source.step
   config.kernels = 'xla'
+  config.compute_dtype = 'float32'
   config.ema_decay = 0.0
   config.init_from.workdir = ''
   return config
@@ -106,6 +99,18 @@ def _tokenizer(source: from_run.SourceRun):
   return from_run.read_json(source, 'tokenizer') if source.has_item('tokenizer') else None
 
 
+def _define_flags() -> None:
+  """The command line's flags; defined only when run as a program, so importing this module (a
+  benchmark does) defines none."""
+  flags.DEFINE_string('workdir', None, "The trained run's workdir (it holds checkpoints/).", required=True)
+  flags.DEFINE_string('out', None, 'Workdir of the quantized run to write; it must not hold a run yet.', required=True)
+  flags.DEFINE_enum('scheme', 'int8', list(quantization.SCHEMES), 'What to quantize (train_lib/quantization.py).')
+  flags.DEFINE_string('skip', '', 'Regex of module paths kept in float, e.g. "head".')
+  flags.DEFINE_string('modules', '.*', 'Regex of module paths the scheme quantizes.')
+  flags.DEFINE_integer('calibration_batches', 16, 'Training batches that calibrate static activation scales.')
+  flags.DEFINE_integer('step', None, "The source's checkpoint step; default the latest.")
+
+
 def main(argv: list[str]) -> None:
   del argv
   log_filter.quiet_library_info()
@@ -119,4 +124,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
