@@ -19,7 +19,7 @@ import json
 import os
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -103,33 +103,33 @@ def _derived_run(source: str, out: str, scheme: str) -> str:
   return out
 
 
-def _onnx_files(run: exportable.Exportable, scratch: str) -> tuple[str, str]:
-  float_path, int8_path = os.path.join(scratch, 'float.onnx'), os.path.join(scratch, 'int8.onnx')
-  if not os.path.exists(float_path):
-    export_onnx.to_onnx(run, float_path)
-  if not os.path.exists(int8_path):
-    export_onnx.quantize_onnx(float_path, run, int8_path)
-  return float_path, int8_path
-
-
-def rows(f) -> list[Row]:
-  scratch, reps = f.scratch, f.reps
+def rows(float_run: str, *, student: str = '', qat: str = '', pruned: Sequence[str] = (),
+         scratch: str = '/tmp/lamina/edge', reps: int = 50) -> list[Row]:
+  """The table's rows for the float run in `float_run` and the runs derived from it (a row whose
+  run is '' is left out); quantized runs and ONNX files are written under `scratch`."""
   os.makedirs(scratch, exist_ok=True)
-  jax_runs = [('float', f.float)]
-  if f.student:
-    jax_runs.append(('distilled student', f.student))
-  jax_runs.append(('int8 PTQ', _derived_run(f.float, os.path.join(scratch, 'int8'), 'int8')))
-  if f.qat:
-    jax_runs.append(('QAT, int8', _derived_run(f.qat, os.path.join(scratch, 'qat_int8'), 'int8')))
-  jax_runs.append(('int4 weights', _derived_run(f.float, os.path.join(scratch, 'int4_weights'), 'int4_weights')))
-  jax_runs += [(f'pruned: {os.path.basename(p.rstrip("/"))}', p) for p in f.pruned]
+  jax_runs = [('float', float_run)]
+  if student:
+    jax_runs.append(('distilled student', student))
+  jax_runs.append(('int8 PTQ', _derived_run(float_run, os.path.join(scratch, 'int8'), 'int8')))
+  if qat:
+    jax_runs.append(('QAT, int8', _derived_run(qat, os.path.join(scratch, 'qat_int8'), 'int8')))
+  jax_runs.append(('int4 weights', _derived_run(float_run, os.path.join(scratch, 'int4_weights'), 'int4_weights')))
+  jax_runs += [(f'pruned: {os.path.basename(p.rstrip("/"))}', p) for p in pruned]
   table = []
   for name, workdir in jax_runs:
     logging.info('Measuring %s (%s)', name, workdir)
     table.append(jax_row(name, workdir, reps))
-  run = exportable.load_run(f.float)
-  float_path, int8_path = _onnx_files(run, scratch)
-  table += [onnx_row('ONNX float', float_path, run, reps), onnx_row('ONNX int8', int8_path, run, reps)]
+  run = exportable.load_run(float_run)
+  float_path = os.path.join(scratch, 'float.onnx')
+  if not os.path.exists(float_path):
+    export_onnx.to_onnx(run, float_path)
+  table.append(onnx_row('ONNX float', float_path, run, reps))
+  if exportable.model_task(run.config) == 'classification':  # int8 ONNX is refused for language models
+    int8_path = os.path.join(scratch, 'int8.onnx')
+    if not os.path.exists(int8_path):
+      export_onnx.quantize_onnx(float_path, run, int8_path)
+    table.append(onnx_row('ONNX int8', int8_path, run, reps))
   return table
 
 
@@ -148,7 +148,7 @@ def main(argv: list[str]) -> None:
   del argv
   log_filter.quiet_library_info()
   f = flags.FLAGS
-  table = rows(f)
+  table = rows(f.float, student=f.student, qat=f.qat, pruned=f.pruned, scratch=f.scratch, reps=f.reps)
   print(f'# edge: {machine.describe()}\n')
   print(format_table(table))
   if f.json:

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from flax import linen as nn
 
 import kernels
-from train_lib import config_check, frozen, from_run, log_filter, quantization, state_init, trainer
+from train_lib import config_check, config_defaults, frozen, from_run, log_filter, quantization, state_init, trainer
 from train_lib import workdir as workdir_lib
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError
@@ -32,7 +32,8 @@ from train_lib.metric_writer import MetricWriter
 def ptq_config(source: from_run.SourceRun, scheme: str, *, modules: str = '.*', skip: str = '') -> ml_collections.ConfigDict:
   """The source's config, quantized: complete at the source's step, plain XLA ops (which qwix
   intercepts), float32 where an op stays in float (qwix's weight-only path hands it float32
-  activations), no EMA (the quantized weights are the ones evaluation uses)."""
+  activations), no EMA (the quantized weights are the ones evaluation uses), and plain SGD, whose
+  empty state is all a run that never trains needs to store beside its weights."""
   config = copy.deepcopy(source.config)
   if 'quantization' not in config:  # a run saved before quantization existed
     config.quantization = ml_collections.ConfigDict()
@@ -43,6 +44,8 @@ def ptq_config(source: from_run.SourceRun, scheme: str, *, modules: str = '.*', 
   config.compute_dtype = 'float32'
   config.ema_decay = 0.0
   config.init_from.workdir = ''
+  config.optimizer = config_defaults.base_config().optimizer
+  config.optimizer.name = 'sgd'
   return config
 
 
