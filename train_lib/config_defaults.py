@@ -62,6 +62,10 @@ def base_config() -> ml_collections.ConfigDict:
       'trainable': '.*',
       # name -> {'params': regex over parameter paths, any field above}: train_lib/optimizers.py
       'groups': ml_collections.ConfigDict(),
+      # Magnitude or N:M pruning of the kernels `params` matches, masks in the optimizer state (train_lib/pruning.py).
+      'pruning': ml_collections.ConfigDict({
+          'method': 'none', 'sparsity': 0.9, 'scope': 'global', 'initial_sparsity': 0.0, 'start_step': 0,
+          'end_step': -1, 'every': 100, 'n': 2, 'm': 4, 'params': '.*kernel'}),
   })
   # qwix quantization of every model of the run, by module path (train_lib/quantization.py).
   c.quantization = ml_collections.ConfigDict({'mode': 'none', 'scheme': 'int8', 'modules': '.*', 'skip': ''})

@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from train_lib import layer_decay, registry, trainable
+from train_lib import layer_decay, pruning, registry, trainable
 from train_lib.errors import ConfigError
 
 DEFAULT_GROUP = 'default'
 FROZEN_GROUP = 'frozen'
 # Settings of the whole optimizer, not of a group.
-_GLOBAL_FIELDS = ('groups', 'trainable')
+_GLOBAL_FIELDS = ('groups', 'trainable', 'pruning')
 
 SCHEDULES = ('constant', 'cosine', 'linear')
 DECAY_MASKS = ('kernels', 'all')
@@ -110,6 +110,7 @@ def _groups(cfg: ml_collections.ConfigDict) -> list[_Group]:
   base = ml_collections.ConfigDict({k: v for k, v in cfg.items() if k not in _GLOBAL_FIELDS})
   _validate_settings(base, 'optimizer')
   trainable.pattern(cfg)
+  pruning.validate(cfg.pruning)
   groups = [_Group(DEFAULT_GROUP, None, base)]
   for name, overrides in cfg.get('groups', {}).items():
     where = f'optimizer.groups.{name}'
@@ -157,6 +158,9 @@ class Optimizer:
       transforms[FROZEN_GROUP] = optax.set_to_zero()  # no state: no moments, no weight decay
     self.groups = tuple(transforms)
     self._tx = optax.multi_transform(transforms, self.labels)
+    # Applied last, to the update as scaled: the masks must hold on what is added to the params.
+    self._pruning = pruning.make(cfg.pruning, total_steps, labels=self.labels, groups=self.groups,
+                                 skip=(FROZEN_GROUP,))
 
   def labels(self, params: Any) -> Any:
     """The group of every parameter; a group (or `trainable`) that takes none is a ConfigError
@@ -186,27 +190,33 @@ class Optimizer:
     return labels
 
   def init(self, params: Any) -> Any:
-    return self._tx.init(params)
+    state = self._tx.init(params)
+    return state if self._pruning is None else pruning.PrunedState(state, self._pruning.init(params))
 
   def update(self, grads: Any, opt_state: Any, params: Any,
              groups: Sequence[str] | None = None) -> tuple[Any, Any]:
     """(updates, new opt_state) for the named groups (default all)."""
-    updates, new_state = self._tx.update(grads, opt_state, params)
+    state, pruning_state = opt_state if self._pruning is not None else (opt_state, None)
+    updates, new_state = self._tx.update(grads, state, params)
     if any(self._layer_decay.values()):
       labels = self.labels(params)
       decays = jax.tree.map(lambda label: self._layer_decay.get(label, 0.0), labels)
       factors = layer_decay.scales(trainable.variable_paths(params), decays)
       updates = jax.tree.map(lambda u, f: u * f, updates, factors)
+    if self._pruning is not None:
+      updates, new_pruning = self._pruning.update(updates, pruning_state, params)
     if groups is None:
-      return updates, new_state
+      return updates, new_state if self._pruning is None else pruning.PrunedState(new_state, new_pruning)
     unknown = sorted(set(groups) - set(self.groups))
     if unknown:
       raise ValueError(f'no optimizer group {unknown}; the groups are {list(self.groups)}')
     stepped = jax.tree.map(lambda label: label in groups, self.labels(params))
     updates = jax.tree.map(lambda take, u: u if take else jnp.zeros_like(u), stepped, updates)
-    inner = {name: new_state.inner_states[name] if name in groups else opt_state.inner_states[name]
-             for name in self.groups}
-    return updates, new_state._replace(inner_states=inner)
+    keep = lambda new, old: new._replace(inner_states={
+        name: new.inner_states[name] if name in groups else old.inner_states[name] for name in self.groups})
+    if self._pruning is None:
+      return updates, keep(new_state, state)
+    return updates, pruning.PrunedState(keep(new_state, state), keep(new_pruning, pruning_state))
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> Optimizer:

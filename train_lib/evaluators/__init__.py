@@ -10,12 +10,14 @@ from train_lib.errors import ConfigError
 from train_lib.evaluators.base import COMMON_FIELDS, Context, Evaluator, Result
 from train_lib.evaluators.per_example import PerExampleEvaluator
 from train_lib.evaluators.samples import SamplesEvaluator
+from train_lib.evaluators.sparsity import SparsityEvaluator
 
 __all__ = ['COMMON_FIELDS', 'EVALUATORS', 'Context', 'Evaluator', 'Result', 'build']
 
 EVALUATORS: dict[str, type[Evaluator]] = {
     'per_example': PerExampleEvaluator,
     'samples': SamplesEvaluator,
+    'sparsity': SparsityEvaluator,
 }
 
 
