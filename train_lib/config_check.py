@@ -60,6 +60,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from e
   precision.dtype(config.param_dtype)
   optimizers.validate(config.optimizer)
+  if config.optimizer.pruning.method != 'none' and config.ema_decay > 0:
+    raise ConfigError('optimizer.pruning with ema_decay > 0: evaluation would read the EMA weights, which pruning '
+                      "does not zero (a pruned weight's average only decays toward 0); set ema_decay=0")
   quantization.validate(config)
   try:
     input_pipeline.validate(config.data)

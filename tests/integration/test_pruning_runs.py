@@ -76,8 +76,12 @@ def test_masks_and_zeros_survive_a_resume(uninterrupted, tmp_path):
     assert np.all(params[path][~masks[path]] == 0.0)
 
 
-def test_a_bad_method_is_one_line_before_anything_runs(workdir):
-  with pytest.raises(ConfigError, match=r"^optimizer.pruning.method: unknown 'random'; valid methods are "
-                                        r"\['none', 'magnitude', 'n_m'\]$"):
-    train_and_evaluate(_config(**{'optimizer.pruning.method': 'random'}), workdir)
+@pytest.mark.parametrize('overrides, message', [
+    ({'optimizer.pruning.method': 'random'},
+     r"^optimizer.pruning.method: unknown 'random'; valid methods are \['none', 'magnitude', 'n_m'\]$"),
+    ({'ema_decay': 0.99}, r'^optimizer.pruning with ema_decay > 0: evaluation would read the EMA weights'),
+])
+def test_a_bad_setting_is_one_line_before_anything_runs(workdir, overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    train_and_evaluate(_config(**overrides), workdir)
   assert not os.path.exists(workdir)
