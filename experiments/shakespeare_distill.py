@@ -1,4 +1,4 @@
-r"""Distilling the character-level Shakespeare GPT (experiments/shakespeare_gpt.py) into one 8x smaller.
+r"""Distilling the character-level Shakespeare GPT (experiments/shakespeare_gpt.py) into one 7.5x smaller.
 
   python -m train_lib.main --config=experiments/shakespeare_gpt.py --workdir=/tmp/lamina/shakespeare_gpt
   python -m train_lib.main --config=experiments/shakespeare_distill.py:teacher=/tmp/lamina/shakespeare_gpt \
