@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import fashion_mnist_resnet, shakespeare_lstm
+from experiments import fashion_mnist_resnet, shakespeare_gpt, shakespeare_lstm
 from tests.conftest import REPO, small_digits_config
 from train_lib import export, export_onnx, export_stablehlo, exportable, train_and_evaluate
 from train_lib.errors import ConfigError
@@ -123,6 +123,14 @@ def test_refusals_before_anything_is_read(digits_workdir, tmp_path):
     export.export(digits_workdir, 'stablehlo', str(tmp_path / 'x'), quantize='int8')
   with pytest.raises(ConfigError, match="--quantize must be one of int8, got 'int4'"):
     export.export(digits_workdir, 'onnx', str(tmp_path / 'x'), quantize='int4')
+  assert not os.listdir(tmp_path)
+
+
+def test_int8_onnx_of_a_language_model_is_refused_in_one_line(tmp_path_factory, tmp_path):
+  workdir = _train(tmp_path_factory, 'gpt', shakespeare_gpt.get_config('tiny=True'))
+  with pytest.raises(ConfigError, match=r"^--quantize=int8: onnxruntime's static quantization of a language "
+                                        r'model.*--format=stablehlo$'):
+    export.export(workdir, 'onnx', str(tmp_path / 'x'), quantize='int8')
   assert not os.listdir(tmp_path)
 
 
