@@ -35,7 +35,7 @@ def main(workdir: str, mesh_arg: str, experiment: str = 'digits') -> None:
   trainer.train_and_evaluate(config, workdir)
   # The shardings the state was created with, by parameter path.
   with jax.set_mesh(trainer.make_mesh(config.mesh)):
-    run = trainer._Run(config, workdir + '_probe', trainer.make_mesh(config.mesh))
+    run = trainer.Run(config, workdir + '_probe', trainer.make_mesh(config.mesh))
   def describe(path, sharding, leaf):
     return jax.tree_util.keystr(path), {'spec': str(sharding.spec), 'shape': list(leaf.shape),
                                         'shard_shape': list(sharding.shard_shape(leaf.shape))}

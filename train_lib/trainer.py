@@ -211,8 +211,11 @@ def _train(run: Run) -> dict[str, float]:
         checkpointer.wait()
         raise Preempted(f'SIGTERM: saved a checkpoint at step {step}; rerun the same command to resume')
       is_last = step == run.total_steps
+      saving = (config.checkpoint.every and step % config.checkpoint.every == 0) or is_last
       record = {}
-      if step % config.log_every == 0 or is_last:
+      # A checkpoint step is also logged: a run resumed from it has every step's metrics (none
+      # left pending), and a state that went NaN is never saved.
+      if step % config.log_every == 0 or saving:
         record.update(_summarize(pending))
         record.update(progress.rates(step))
         pending = []
@@ -221,9 +224,7 @@ def _train(run: Run) -> dict[str, float]:
         writer.write(step, record)
         if run.process_index == 0:
           logging.info('%s', progress.line(step, record))
-      if (config.checkpoint.every and step % config.checkpoint.every == 0) or is_last:
-        if pending:
-          _summarize(pending)  # never checkpoint a state that went NaN
+      if saving:
         _save(checkpointer, writer, step, state, data_state)
   finally:
     profiler.close()

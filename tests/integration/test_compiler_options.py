@@ -13,7 +13,7 @@ from train_lib.metric_writer import read_metrics
 def _compiled_train_call_text(config, workdir) -> str:
   mesh = trainer.make_mesh(config.mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(trainer.logical_rules(config)):
-    compiled, _ = trainer._compile(trainer._Run(config, workdir, mesh))
+    compiled, _ = trainer._compile(trainer.Run(config, workdir, mesh))
   return compiled.as_text()
 
 
