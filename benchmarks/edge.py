@@ -57,7 +57,8 @@ def stored_bytes(variables: dict) -> bytes:
     array = np.asarray(leaf)
     if jax.dtypes.itemsize_bits(array.dtype) == 4:
       nibbles = np.asarray(jax.lax.bitcast_convert_type(leaf, jnp.uint4)).astype(np.uint8).ravel()
-      array = np.bitwise_or(nibbles[::2], np.left_shift(np.resize(nibbles[1::2], len(nibbles[::2])), 4))
+      nibbles = np.pad(nibbles, (0, len(nibbles) % 2))  # an odd count's last byte holds one
+      array = nibbles[::2] | (nibbles[1::2] << 4)
     chunks.append(array.tobytes())
   return b''.join(chunks)
 
@@ -74,16 +75,19 @@ def median_ms(fn: Callable[[np.ndarray], object], x: np.ndarray, reps: int) -> f
   return 1e3 * float(np.median(times))
 
 
+BATCH_SIZES = (1, 64)
+
+
 def _latencies(fn: Callable[[np.ndarray], object], inputs: np.ndarray, reps: int) -> dict[int, float]:
-  return {size: median_ms(fn, inputs[:size], reps) for size in (1, 64)}
+  return {size: median_ms(fn, inputs[:size], reps) for size in BATCH_SIZES}
 
 
 def jax_row(name: str, workdir: str, reps: int) -> Row:
   run = exportable.load_run(workdir)
   accuracy = exportable.compare(run, {}).jax_accuracy
   with kernels.use(run.config.kernels):  # the kernels the run's model is traced with
-    compiled = {size: jax.jit(run).lower(run.inputs[:size]).compile() for size in (1, 64)}
-  latencies = {size: median_ms(compiled[size], run.inputs[:size], reps) for size in compiled}
+    compiled = {size: jax.jit(run).lower(run.inputs[:size]).compile() for size in BATCH_SIZES}
+  latencies = _latencies(lambda x: compiled[len(x)](x), run.inputs, reps)
   stored = stored_bytes(run.variables)
   return Row(name, 'jax', accuracy, len(stored), len(zlib.compress(stored, 9)), latencies)
 

@@ -11,8 +11,7 @@ DCGAN at 28x28 (generator 7x7x128 -> 14x14x64 -> 28x28x32 -> 1 channel; discrimi
 features with the projection term for the class); each network its own Adam; the generator's
 EMA draws the samples. Every 2,000 steps 1,000 samples (classes 0..9 in turn) are scored
 against the 10,000 test images: fd_fmnist_resnet, its floor and class_match.
-Not yet measured in full: its 9,375 steps (1.7e10 FLOPs each) take about an hour on a 2-core
-CPU; docs/generative.md will carry the figures. The tiny variant is smoke-tested.
+Not yet measured in full (docs/generative.md says why); the tiny variant is smoke-tested.
 """
 
 import ml_collections

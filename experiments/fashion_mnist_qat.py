@@ -10,8 +10,8 @@ scheme=int8|int8_static|int8_weights|int4_weights (train_lib/quantization.py), e
 tiny=True. Every convolution and dense layer trains through qwix's fake quantization
 (straight-through gradients) at a tenth of the float run's learning rate, for half an epoch:
 from a converged float run, QAT only has to adapt it to the int8 grid, and its steps are slow on
-a CPU (fake-quantized convolutions in plain XLA, where qwix sees them, about 0.3 steps/s on 2
-cores). Target: within 0.3 points of the float run (docs/edge.md).
+a CPU (fake-quantized convolutions in plain XLA, where qwix sees them; docs/edge.md has the
+rate). Target: within 0.3 points of the float run.
 """
 
 import ml_collections

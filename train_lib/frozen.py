@@ -16,6 +16,7 @@ import functools
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -86,7 +87,7 @@ def _params_shapes(frozen_part: FrozenPart):
 
 
 @functools.cache
-def _quantized_params_shapes(workdir: str, step: int):
+def _quantized_params_shapes(workdir: epath.Path, step: int):
   """A post-training quantized run's params are qwix's quantized arrays, whose tree (and how each
   was quantized) only its model's init knows: traced on one batch of its own eval split."""
   from train_lib import tasks

@@ -45,10 +45,6 @@ class Scheme:
   static_activations: bool = False
   ops: tuple[str, ...] = ()  # () : every op qwix intercepts (dot_general, einsum, conv)
 
-  @property
-  def bits(self) -> int:
-    return jnp.iinfo(self.weight).bits
-
 
 SCHEMES = {
     'int8': Scheme(jnp.int8, jnp.int8),
@@ -59,10 +55,9 @@ SCHEMES = {
 
 
 def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config.quantization` with defaults filled in (a run saved before quantization existed has
-  none), checked: one ConfigError line per problem."""
+  """`config.quantization` with defaults filled in, checked: one ConfigError line per problem."""
   cfg = ml_collections.ConfigDict(FIELDS)
-  cfg.update(config.get('quantization', {}))
+  cfg.update(config.quantization)
   registry.check_keys(cfg.keys(), FIELDS, where='quantization')
   if cfg.mode not in MODES:
     raise ConfigError(f"quantization.mode: unknown '{cfg.mode}'; valid modes are {list(MODES)}")

@@ -17,26 +17,28 @@ import copy
 import sys
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import app, flags, logging
 from flax import linen as nn
 
 import kernels
-from train_lib import config_check, config_defaults, frozen, from_run, log_filter, quantization, state_init, trainer
+from train_lib import (config_check, config_defaults, frozen, from_run, log_filter, quantization, state_init, tasks,
+                       trainer)
 from train_lib import workdir as workdir_lib
 from train_lib.checkpointing import Checkpointer
 from train_lib.errors import ConfigError
 from train_lib.mesh import make_mesh
 from train_lib.metric_writer import MetricWriter
 
-def ptq_config(source: from_run.SourceRun, scheme: str, *, modules: str = '.*', skip: str = '') -> ml_collections.ConfigDict:
+
+def ptq_config(source: from_run.SourceRun, scheme: str, *, modules: str = '.*',
+               skip: str = '') -> ml_collections.ConfigDict:
   """The source's config, quantized: complete at the source's step, plain XLA ops (which qwix
   intercepts), float32 where an op stays in float (qwix's weight-only path hands it float32
   activations), no EMA (the quantized weights are the ones evaluation uses), and plain SGD, whose
   empty state is all a run that never trains needs to store beside its weights."""
   config = copy.deepcopy(source.config)
-  if 'quantization' not in config:  # a run saved before quantization existed
-    config.quantization = ml_collections.ConfigDict()
   config.quantization.update({'mode': 'ptq', 'scheme': scheme, 'modules': modules, 'skip': skip})
   config.num_epochs = None
   config.total_steps = source.step
@@ -71,19 +73,19 @@ def quantize_run(workdir: str, out: str, scheme: str, *, modules: str = '.*', sk
   source = from_run.open_run(workdir, step, what='--workdir')
   if from_run.checkpoint_steps(workdir_lib.resolve(out) / 'checkpoints'):
     raise ConfigError(f'--out: {out} already holds a run; choose a new directory')
+  if not hasattr(tasks.TASKS.get(source.config.task.name), 'inputs'):
+    raise ConfigError(f"--workdir: task '{source.config.task.name}' is not a classifier or a language model; "
+                      'post-training quantization takes those')
   config = ptq_config(source, scheme, modules=modules, skip=skip)
   config_check.validate(config)
   _, float_variables = frozen.load(workdir, source.step, ema=source.config.ema_decay > 0)
   mesh = make_mesh(config.mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(trainer.logical_rules(config)), kernels.use(config.kernels):
     run = trainer.Run(config, out, mesh)
-    if not hasattr(run.task, 'inputs'):
-      raise ConfigError(f"--workdir: task '{config.task.name}' is not a classifier or a language model; "
-                        'post-training quantization takes those')
     params = quantized_params(run.task, float_variables, run.iterator, calibration_batches)
     state = state_init.init_state(run.create_state, run.rng, run.shardings.replace(frozen={}))
     model_state = {k: v for k, v in float_variables.items() if k != 'params'}
-    state = state.replace(step=jax.numpy.asarray(source.step, state.step.dtype),
+    state = state.replace(step=jnp.asarray(source.step, state.step.dtype),
                           params=jax.device_put(params, run.shardings.params),
                           model_state=jax.device_put(model_state, run.shardings.model_state))
     checkpointer = Checkpointer(run.workdir / 'checkpoints', config.checkpoint, config, _tokenizer(source))

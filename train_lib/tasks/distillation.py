@@ -55,13 +55,17 @@ class DistillationTask(base.Task):
     self.teacher_name = self.arg('teacher')
     self.teacher = frozen.part(config, self.teacher_name).model
 
+  def inputs(self, batch: dict) -> jax.Array:
+    """What the student (and the teacher) read."""
+    return self.student.inputs(batch)
+
   def init_variables(self, rng: jax.Array, batch: dict) -> dict:
     self._check_teacher(batch)
     return self.student.init_variables(rng, batch)
 
   def _check_teacher(self, batch: dict) -> None:
     """The teacher must score the same classes (or vocabulary) as the student."""
-    inputs, rng = self.student.inputs(batch), jax.random.key(0)
+    inputs, rng = self.inputs(batch), jax.random.key(0)
     student = jax.eval_shape(lambda: self.model.init_with_output(rng, inputs, train=False)[0])
     teacher = jax.eval_shape(lambda: self.teacher.init_with_output(rng, inputs, train=False)[0])
     if teacher.shape != student.shape:
@@ -71,7 +75,7 @@ class DistillationTask(base.Task):
   def loss(self, params, state, batch, rng):
     logits, model_state = self.student.logits(params, state.model_state, batch, train=True, rng=rng)
     hard, metrics = self.student.supervised_loss(logits, batch)
-    teacher_logits = self.teacher.apply(state.frozen[self.teacher_name], self.student.inputs(batch), train=False)
+    teacher_logits = self.teacher.apply(state.frozen[self.teacher_name], self.inputs(batch), train=False)
     soft = distillation_kl(logits, jax.lax.stop_gradient(teacher_logits), self.temperature,
                            self.student.logit_weights(batch))
     loss = self.alpha * soft + (1.0 - self.alpha) * hard
