@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from input_pipeline import audio
+
 Batch = dict[str, np.ndarray]
 Op = Callable[[Batch, np.random.Generator | None], Batch]
 
@@ -93,6 +95,27 @@ def onehot(depth: int, key: str = 'label', on: float = 1.0,
                        f'[{labels.min()}, {labels.max()}]')
     hot = labels[..., None] == np.arange(depth)
     return {**batch, key: np.where(hot, np.float32(on), np.float32(off))}
+  return op
+
+
+@_register()
+def log_mel(key: str = 'audio', sample_rate: int = audio.SAMPLE_RATE, frame_length: int = 400,
+            hop_length: int = 160, fft_size: int = 512, num_mels: int = 40) -> Op:
+  """int16 waveforms [B, T] -> float32 log-mel spectrograms [B, frames, num_mels, 1] under the
+  same key: an image of time by frequency, for an image tower (input_pipeline/audio.py)."""
+  _check_key(key)
+  for name, value in (('frame_length', frame_length), ('hop_length', hop_length), ('fft_size', fft_size),
+                      ('num_mels', num_mels), ('sample_rate', sample_rate)):
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f'{name} must be a positive int, got {value!r}')
+
+  def op(batch, rng):
+    waves = _get(batch, key)
+    if waves.ndim != 2 or waves.dtype != np.int16:
+      raise ValueError(f'{key!r} must be int16 waveforms (batch, samples), got {waves.dtype} {waves.shape}')
+    spectrograms = audio.log_mel(waves.astype(np.float32) / 32768, sample_rate, frame_length, hop_length,
+                                 fft_size, num_mels)
+    return {**batch, key: spectrograms[..., None]}
   return op
 
 

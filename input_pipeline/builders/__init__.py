@@ -14,6 +14,7 @@ from input_pipeline.builders import fashion_mnist
 from input_pipeline.builders import mnist1d
 from input_pipeline.builders import mnist5k
 from input_pipeline.builders import shakespeare
+from input_pipeline.builders import spoken_digits
 from input_pipeline.builders import synthetic_text
 
 # name -> its splits, known without preparing it.
@@ -25,6 +26,7 @@ OFFLINE_SPLITS = {
     'mnist1d': ('train', 'test'),
     'shakespeare': shakespeare.SPLITS,
     'shakespeare_tiny': shakespeare.SPLITS,
+    'spoken_digits': ('train', 'test'),
     'synthetic_text': synthetic_text.SPLITS,
 }
 OFFLINE_DATASETS = tuple(OFFLINE_SPLITS)
@@ -36,6 +38,7 @@ _LOCAL_ONLY = {
     'mnist1d': mnist1d.LaminaMnist1d,
     'shakespeare': shakespeare.LaminaShakespeare,
     'shakespeare_tiny': shakespeare.LaminaShakespeareTiny,
+    'spoken_digits': spoken_digits.LaminaSpokenDigits,
     'synthetic_text': synthetic_text.LaminaSyntheticText,
 }
 

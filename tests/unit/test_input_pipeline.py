@@ -136,8 +136,8 @@ def test_fashion_mnist_missing_everywhere_says_how_to_get_it(
 
 
 def test_interrupted_prepare_leaves_nothing_valid(tmp_path, monkeypatch):
-  def fail_midway(self, images, labels):
-    yield 0, {'image': images[0], 'label': int(labels[0])}
+  def fail_midway(self, arrays):
+    yield 0, {'image': arrays['image'][0], 'label': int(arrays['label'][0])}
     raise KeyboardInterrupt  # As if the process were stopped mid-write.
 
   monkeypatch.setattr(digits.LaminaDigits, '_generate_examples', fail_midway)
