@@ -17,6 +17,7 @@ from models.logistic import LogisticRegression
 from models.mlp import MLP
 from models.recurrent import RecurrentClassifier, RecurrentForecaster, RecurrentLM
 from models.resnet import ResNet
+from models.text_encoder import TextEncoder
 from models.transformer import TransformerLM
 from models.unet import UNet
 from models.vit import ViT
@@ -51,6 +52,7 @@ _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
     'vit_ti16': (ViT, {'width': 192, 'num_layers': 12, 'num_heads': 3, 'patch_size': 16}),
     'vit_s16': (ViT, {'width': 384, 'num_layers': 12, 'num_heads': 6, 'patch_size': 16}),
     'vit_b16': (ViT, {'width': 768, 'num_layers': 12, 'num_heads': 12, 'patch_size': 16}),
+    'text_encoder': (TextEncoder, {}),
     'unet': (UNet, {}),
     'dcgan_generator': (DCGANGenerator, {}),
     'dcgan_discriminator': (DCGANDiscriminator, {}),

@@ -100,6 +100,8 @@ _NON_CLASSIFIERS = {
     'gru_forecaster': ({'horizon': 4}, (2, 16), jnp.float32),
     'transformer_lm': ({'vocab_size': 10, 'width': 16, 'num_heads': 2, 'num_layers': 1, 'max_len': 16},
                        (2, 16), jnp.int32),
+    'text_encoder': ({'vocab_size': 10, 'width': 16, 'num_heads': 2, 'num_layers': 1, 'num_classes': 8},
+                     (2, 16), jnp.int32),
     'unet': ({'channels': 8, 'groups': 4}, (2, 8, 8, 1), jnp.float32),
     'dcgan_generator': ({'image_shape': (8, 8, 1), 'latent_dim': 16}, (2, 16), jnp.float32),
     'mlp_generator': ({'image_shape': (8, 8, 1), 'latent_dim': 16}, (2, 16), jnp.float32),
