@@ -46,7 +46,7 @@ class TextEncoder(TransformerStack):
     x = x + jnp.asarray(table, self.dtype)[:tokens.shape[1]]
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
-    real = tokens != PAD_ID
+    real = jnp.asarray(tokens) != PAD_ID
     # A row of padding alone (an eval batch's filler) reads its first token, not an empty softmax.
     real = real.at[:, 0].set(real[:, 0] | ~real.any(axis=1))
     positions = jnp.where(real, jnp.arange(tokens.shape[1]), -1)

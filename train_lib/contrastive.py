@@ -55,6 +55,18 @@ def siglip_loss(a: jax.Array, b: jax.Array, log_scale: jax.Array, bias: jax.Arra
   return jnp.sum(terms, axis=1), _top1(logits)
 
 
+def label_top1(a: jax.Array, b: jax.Array, labels: jax.Array,
+               valid: jax.Array | None = None) -> dict[str, jax.Array]:
+  """Per row, from each side: whether the most similar item of the other side (padding excluded)
+  has the same label: class-level retrieval, where many items share a class (spoken digits)."""
+  cosines = normalize(a) @ normalize(b).T
+  if valid is not None:
+    cosines = jnp.where((valid > 0)[None, :] & (valid > 0)[:, None] | jnp.eye(len(valid), dtype=bool),
+                        cosines, -jnp.inf)
+  return {'a_to_b_label_top1': (labels[jnp.argmax(cosines, axis=1)] == labels).astype(jnp.float32),
+          'b_to_a_label_top1': (labels[jnp.argmax(cosines, axis=0)] == labels).astype(jnp.float32)}
+
+
 def _top1(logits: jax.Array) -> dict[str, jax.Array]:
   """Per pair: whether its partner is the most similar row, from each side."""
   index = jnp.arange(logits.shape[0])

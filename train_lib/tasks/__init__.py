@@ -5,6 +5,7 @@ import ml_collections
 from train_lib import registry
 from train_lib.tasks.base import Task
 from train_lib.tasks.classification import ClassificationTask
+from train_lib.tasks.contrastive import ContrastiveTask
 from train_lib.tasks.diffusion import DiffusionTask
 from train_lib.tasks.distillation import DistillationTask
 from train_lib.tasks.forecasting import ForecastingTask
@@ -15,6 +16,7 @@ from train_lib.tasks.simclr import SimCLRTask
 
 TASKS: dict[str, type[Task]] = {
     'classification': ClassificationTask,
+    'contrastive': ContrastiveTask,
     'diffusion': DiffusionTask,
     'distillation': DistillationTask,
     'forecasting': ForecastingTask,
