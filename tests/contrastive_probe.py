@@ -1,11 +1,13 @@
-"""Run in a subprocess with forced host devices: the SimCLR task's train loss (and gradient norm)
-and eval metrics on one real batch of the tiny Fashion-MNIST experiment, the batch sharded over
-a data-parallel mesh of all devices; prints them and how many devices held the batch, as JSON.
+"""Run in a subprocess with forced host devices: a task's train loss, gradient norm and train
+metrics, and its eval metrics summed over the real rows, on one real batch of an experiment's
+tiny config, the batch sharded over a data-parallel mesh of all devices; prints them and how
+many devices held the batch, as JSON.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/simclr_probe.py
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/contrastive_probe.py fashion_mnist_simclr
 """
 
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,21 +16,22 @@ import optax
 from flax import linen as nn
 
 import input_pipeline
-from experiments import fashion_mnist_simclr
 from train_lib import mesh as mesh_lib
 from train_lib import state_init, tasks, trainer
 
 
-def main() -> None:
+def main(experiment: str) -> None:
+  module = __import__(f'experiments.{experiment}', fromlist=['get_config'])
   # float32: bf16 roundings depend on how the work is split, and the test compares to float tolerance.
-  config = fashion_mnist_simclr.get_config('tiny=True,compute_dtype=float32')
+  config = module.get_config('tiny=True')
+  config.compute_dtype = 'float32'
   mesh, rules = trainer.make_mesh(config.mesh), trainer.logical_rules(config)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     task = tasks.get(config, input_pipeline.dataset_info(config.data))
     loader = input_pipeline.make_train_loader(config.data, global_batch_size=config.batch_size, seed=config.seed,
                                               process_index=0, process_count=1)
     local = next(iter(loader))
-    # The last 5 images stand for eval padding: out of the negatives, and out of the sums.
+    # The last 5 examples stand for eval padding: out of the negatives, and out of the sums.
     local['mask'] = (np.arange(config.batch_size) < config.batch_size - 5).astype(np.float32)
     batch = mesh_lib.global_batch(local, mesh_lib.batch_sharding(mesh, rules))
     create = state_init.boxed_state_fn(task, task.make_optimizer(config.total_steps), local, use_ema=False)
@@ -40,11 +43,12 @@ def main() -> None:
     eval_sums = {k: jnp.sum(v * batch['mask']) for k, v in per_example.items()}
   print(json.dumps({
       'devices': jax.device_count(),
-      'batch_devices': len(batch['image2'].sharding.device_set),
-      'loss': float(metrics['loss']), 'top1': float(metrics['top1']), 'grad_norm': float(optax.tree.norm(grads)),
+      'batch_devices': len(batch[sorted(local)[0]].sharding.device_set),
+      'grad_norm': float(optax.tree.norm(grads)),
+      **{f'train_{k}': float(v) for k, v in metrics.items()},
       **{f'eval_{k}': float(v) for k, v in eval_sums.items()},
   }))
 
 
 if __name__ == '__main__':
-  main()
+  main(sys.argv[1])

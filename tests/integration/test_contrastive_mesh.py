@@ -1,0 +1,38 @@
+"""Contrastive losses span the global batch: on 8 forced CPU devices, each holding an eighth of
+the batch, the loss, its gradient and the eval metrics equal those on one device (SimCLR's
+NT-Xent; CLIP over speech, images and text)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _probe(experiment: str, devices: int) -> dict:
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tests', 'contrastive_probe.py'), experiment], cwd=REPO,
+      capture_output=True, text=True, timeout=600,
+      env={**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('experiment, keys', [
+    ('fashion_mnist_simclr', ('train_loss', 'train_top1', 'grad_norm', 'eval_loss', 'eval_top1')),
+    ('spoken_digits_clip', ('train_loss', 'train_speech_to_image_top1', 'grad_norm', 'eval_loss',
+                            'eval_speech_to_image_top1', 'eval_speech_to_image_label_top1')),
+])
+def test_the_contrastive_loss_is_the_same_on_8_devices_as_on_1(experiment, keys):
+  one, eight = _probe(experiment, 1), _probe(experiment, 8)
+  assert (one['devices'], one['batch_devices']) == (1, 1)
+  assert (eight['devices'], eight['batch_devices']) == (8, 8)
+  # Each device holds 4 of the 32 examples: a loss per device would rank each partner among 4 (or
+  # 7 views), not the whole batch, and start near log 4 instead of log 32.
+  assert set(eight) == set(one)
+  for key in keys:
+    assert eight[key] == pytest.approx(one[key], rel=1e-5), key
