@@ -61,6 +61,14 @@ def test_the_loss_is_the_mean_of_every_pairs_loss(loss):
   assert np.exp(-log_scale) == pytest.approx(0.07 if loss == 'clip' else 0.1, rel=1e-6)
 
 
+def test_clips_logit_scale_stops_at_100():
+  task = _task(init_log_scale=6.0)
+  batch = _batch()
+  params, state = _state(task, batch)
+  _, (_, metrics) = task.loss(params, state, batch, jax.random.key(1))
+  assert metrics['temperature'] == pytest.approx(0.01, rel=1e-6)
+
+
 def test_eval_padding_changes_no_real_examples_metrics():
   task = _task(pairs=(('image', 'text'),))
   batch = _batch(8)

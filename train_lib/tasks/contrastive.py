@@ -8,8 +8,9 @@ sigmoid loss with a learned temperature and bias. Three towers (image, text, spe
 pairs by default; the loss is their mean.
 
 Task fields: towers ({name: {'input': batch key, 'model': {'name': ..., fields}}}), loss ('clip'),
-embed_dim (64), pairs (() = every pair of towers, in the towers' order), and the initial
-temperature and bias: CLIP starts at scale 1/0.07 and SigLIP at scale 10, bias -10 (the papers').
+embed_dim (64), pairs (() = every pair of towers, in the towers' order), init_log_scale and
+init_bias (None: the papers' starts, CLIP's scale 1/0.07, clipped at 100 in use, and SigLIP's
+scale 10 with bias -10), label_key ('label').
 Parameter layout: {tower name: its variables, 'contrastive': {'log_scale'[, 'bias']}}.
 Metrics: loss, and per pair and direction '{a}_to_{b}_top1': whether the most similar item of
 the other side (in the batch) is the partner; in evaluation, when the batch has labels
@@ -33,6 +34,8 @@ from train_lib.tasks.classification import build_model
 LOSSES = ('clip', 'siglip')
 SCALARS = 'contrastive'
 _INIT = {'clip': (math.log(1 / 0.07), None), 'siglip': (math.log(10.0), -10.0)}
+# CLIP clips its learned logit scale at 100 so that training stays stable.
+MAX_LOG_SCALE = math.log(100.0)
 
 
 class Scalars(nn.Module):
@@ -107,11 +110,16 @@ class ContrastiveTask(base.Task):
         new_state.setdefault(c, {})[name] = tree
     return embeddings, {**model_state, **new_state}
 
+  def _scalars(self, params: Any) -> tuple[jax.Array, jax.Array | None]:
+    """(log scale, at most log 100 for CLIP; SigLIP's bias or None)."""
+    log_scale, bias = self.scalars.apply({'params': params[SCALARS]})
+    return (jnp.minimum(log_scale, MAX_LOG_SCALE) if self.loss_name == 'clip' else log_scale), bias
+
   def _pair_losses(self, params: Any, embeddings: dict[str, jax.Array], valid: jax.Array | None,
                    labels: jax.Array | None = None) -> tuple[jax.Array, base.Metrics]:
     """(per-example loss [B], the mean over pairs; per-example top-1 metrics of each pair, and
     with `labels` whether the top match has the same label)."""
-    log_scale, bias = self.scalars.apply({'params': params[SCALARS]})
+    log_scale, bias = self._scalars(params)
     losses, metrics = [], {}
     for a, b in self.pairs:
       if self.loss_name == 'clip':
@@ -128,7 +136,7 @@ class ContrastiveTask(base.Task):
   def loss(self, params, state, batch, rng):
     embeddings, model_state = self.embed(params, state.model_state, batch, train=True, rng=rng)
     loss, metrics = self._pair_losses(params, embeddings, None)
-    log_scale, _ = self.scalars.apply({'params': params[SCALARS]})
+    log_scale, _ = self._scalars(params)
     return loss.mean(), (model_state, {**{k: v.mean() for k, v in metrics.items()},
                                        'temperature': jnp.exp(-log_scale)})
 
