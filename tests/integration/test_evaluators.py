@@ -76,7 +76,7 @@ def test_an_evaluator_runs_on_its_own_split_preprocessing_and_period(workdir):
 
 @pytest.mark.parametrize('evals, message', [
     ({'eval': {'type': 'per_exemple'}},
-     r"evals.eval.type: unknown evaluator type 'per_exemple'; valid evaluator types are \['per_example', 'samples', 'sparsity'\]"),
+     r"evals.eval.type: unknown evaluator type 'per_exemple'; valid evaluator types are \['per_example', 'retrieval', 'samples', 'sparsity'\]"),
     ({'eval': {'kind': 'per_example'}}, r'evals.eval needs a type'),
     ({'eval': {'type': 'per_example', 'num': 3}},
      r"evals.eval: unknown key\(s\) \['num'\]; valid keys are \['batch_size', 'every', 'pp', 'split', 'type'\]"),
@@ -84,6 +84,8 @@ def test_an_evaluator_runs_on_its_own_split_preprocessing_and_period(workdir):
     ({'eval': {'type': 'per_example', 'split': 'tset'}}, r"evals.eval.split: .*'tset'"),
     ({'eval': {'type': 'per_example', 'pp': 'no_such_op'}}, r'evals.eval.pp: .*no_such_op'),
     ({'train': {'type': 'per_example'}}, r"evals.train: 'train/' holds the trainer's own metrics"),
+    ({'ranks': {'type': 'retrieval', 'pairs': (('image', 'text'),)}},
+     r"evals.ranks: type 'retrieval' ranks a contrastive task's embeddings; task 'classification' has no towers"),
 ])
 def test_bad_evaluators_are_one_line_before_compiling_and_leave_no_workdir(evals, message, workdir, monkeypatch):
   monkeypatch.setattr(trainer, '_compile', lambda run: pytest.fail('compiled the train step'))

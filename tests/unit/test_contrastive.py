@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from train_lib import contrastive
+from train_lib.evaluators import retrieval
 
 pytestmark = pytest.mark.unit
 
@@ -77,3 +78,23 @@ def test_embeddings_are_compared_by_direction_only():
   loss, _ = contrastive.clip_loss(jnp.asarray(a), jnp.asarray(b), jnp.float32(1.0))
   scaled, _ = contrastive.clip_loss(jnp.asarray(3 * a), jnp.asarray(0.5 * b), jnp.float32(1.0))
   np.testing.assert_allclose(loss, scaled, rtol=1e-5)
+
+
+def _brute_force_recall(queries, gallery, k, labels=None):
+  hits = 0
+  for i, q in enumerate(queries):
+    cosines = [q @ g / np.linalg.norm(q) / np.linalg.norm(g) for g in gallery]
+    top = sorted(range(len(gallery)), key=lambda j: -cosines[j])[:k]
+    hits += any(labels[j] == labels[i] for j in top) if labels is not None else i in top
+  return hits / len(queries)
+
+
+@pytest.mark.parametrize('with_labels', [False, True])
+def test_recall_at_k_matches_brute_force_ranking(with_labels, monkeypatch):
+  monkeypatch.setattr(retrieval, '_QUERY_CHUNK', 7)  # several chunks, the last one short
+  a, b = _pairs(n=30, dim=4, seed=3)
+  labels = np.arange(30) % 4 if with_labels else None
+  got = retrieval.recall_at_k(a, b, (1, 3, 5), labels)
+  for k in (1, 3, 5):
+    assert got[k] == pytest.approx(_brute_force_recall(a, b, k, labels)), k
+  assert 0 < got[1] < got[5] <= 1

@@ -9,6 +9,7 @@ from train_lib import registry
 from train_lib.errors import ConfigError
 from train_lib.evaluators.base import COMMON_FIELDS, Context, Evaluator, Result
 from train_lib.evaluators.per_example import PerExampleEvaluator
+from train_lib.evaluators.retrieval import RetrievalEvaluator
 from train_lib.evaluators.samples import SamplesEvaluator
 from train_lib.evaluators.sparsity import SparsityEvaluator
 
@@ -16,6 +17,7 @@ __all__ = ['COMMON_FIELDS', 'EVALUATORS', 'Context', 'Evaluator', 'Result', 'bui
 
 EVALUATORS: dict[str, type[Evaluator]] = {
     'per_example': PerExampleEvaluator,
+    'retrieval': RetrievalEvaluator,
     'samples': SamplesEvaluator,
     'sparsity': SparsityEvaluator,
 }

@@ -19,6 +19,7 @@ the other side (in the batch) is the partner; in evaluation, when the batch has 
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -95,12 +96,14 @@ class ContrastiveTask(base.Task):
     per_tower[SCALARS] = self.scalars.init(rngs[SCALARS])
     return _join(per_tower)
 
-  def embed(self, params: Any, model_state: dict, batch: dict, *, train: bool,
-            rng: jax.Array | None = None) -> tuple[dict[str, jax.Array], dict]:
-    """({tower: its projections [B, embed_dim]}, the new model_state)."""
+  def embed(self, params: Any, model_state: dict, batch: dict, *, train: bool, rng: jax.Array | None = None,
+            towers: Sequence[str] | None = None) -> tuple[dict[str, jax.Array], dict]:
+    """({tower: its projections [B, embed_dim]} for `towers` (default all), the new model_state)."""
     variables = {'params': params, **model_state}
     embeddings, new_state = {}, {}
     for i, (name, model) in enumerate(self.towers.items()):
+      if towers is not None and name not in towers:
+        continue
       tower = {c: tree[name] for c, tree in variables.items() if name in tree}
       mutable = [c for c in tower if c != 'params'] if train else False
       rngs = {'dropout': jax.random.fold_in(rng, i)} if train and rng is not None else {}
