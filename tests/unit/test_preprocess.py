@@ -157,7 +157,7 @@ def test_split_respects_quotes_and_brackets():
 
 
 @pytest.mark.parametrize('pp, message', [
-    ('value_range(0, 1)|flip', r"unknown pp op 'flip'.*valid ops: cast, copy, keep, normalize, onehot, "
+    ('value_range(0, 1)|flip', r"unknown pp op 'flip'.*valid ops: cast, copy, keep, log_mel, normalize, onehot, "
      r'random_brightness_contrast, random_crop, random_flip_lr, random_resized_crop, rename, value_range'),
     ('value_range(0)', r"pp op value_range\(0\): .*'vmax'.*usage: value_range"),
     ('onehot(depth=ten)', r'onehot\(depth=ten\): arguments must be Python literals'),
