@@ -31,10 +31,7 @@ def clip_loss(a: jax.Array, b: jax.Array, log_scale: jax.Array,
               valid: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Per-pair InfoNCE (Radford et al. 2021): the mean of row i's cross-entropy picking b_i among
   all b and column i's picking a_i among all a. Returns (loss [B], {'a_to_b_top1', 'b_to_a_top1'})."""
-  logits = similarities(a, b, log_scale)
-  if valid is not None:
-    logits = jnp.where((valid > 0)[None, :] & (valid > 0)[:, None] | jnp.eye(len(valid), dtype=bool),
-                       logits, -jnp.inf)
+  logits = _without_padding(similarities(a, b, log_scale), valid)
   diagonal = jnp.diagonal(logits)
   a_to_b = jax.nn.logsumexp(logits, axis=1) - diagonal
   b_to_a = jax.nn.logsumexp(logits, axis=0) - diagonal
@@ -51,20 +48,16 @@ def siglip_loss(a: jax.Array, b: jax.Array, log_scale: jax.Array, bias: jax.Arra
   terms = -jax.nn.log_sigmoid(signs * logits)
   if valid is not None:
     terms = jnp.where((valid > 0)[None, :], terms, 0.0)
-    logits = jnp.where((valid > 0)[None, :] & (valid > 0)[:, None] | (signs > 0), logits, -jnp.inf)
-  return jnp.sum(terms, axis=1), _top1(logits)
+  return jnp.sum(terms, axis=1), _top1(_without_padding(logits, valid))
 
 
-def label_top1(a: jax.Array, b: jax.Array, labels: jax.Array,
-               valid: jax.Array | None = None) -> dict[str, jax.Array]:
-  """Per row, from each side: whether the most similar item of the other side (padding excluded)
-  has the same label: class-level retrieval, where many items share a class (spoken digits)."""
-  cosines = normalize(a) @ normalize(b).T
-  if valid is not None:
-    cosines = jnp.where((valid > 0)[None, :] & (valid > 0)[:, None] | jnp.eye(len(valid), dtype=bool),
-                        cosines, -jnp.inf)
-  return {'a_to_b_label_top1': (labels[jnp.argmax(cosines, axis=1)] == labels).astype(jnp.float32),
-          'b_to_a_label_top1': (labels[jnp.argmax(cosines, axis=0)] == labels).astype(jnp.float32)}
+def _without_padding(logits: jax.Array, valid: jax.Array | None) -> jax.Array:
+  """`logits` with -inf where a real row meets a padding column or a padding row a real column
+  (each row keeps its own pair, so no row is all -inf)."""
+  if valid is None:
+    return logits
+  real = valid > 0
+  return jnp.where(real[None, :] & real[:, None] | jnp.eye(len(valid), dtype=bool), logits, -jnp.inf)
 
 
 def _top1(logits: jax.Array) -> dict[str, jax.Array]:

@@ -41,7 +41,7 @@ def speak(utterance: Utterance) -> np.ndarray:
        utterance.text], capture_output=True, check=False)
   if result.returncode != 0 or not result.stdout:
     raise ValueError(f'espeak-ng failed on {utterance}: {result.stderr.decode(errors="replace").strip()}')
-  # Written to a pipe, the WAV header's sizes are placeholders: read frames until the data ends.
+  # Written to a pipe, the WAV header cannot know the data's length: read frames until the data ends.
   with wave.open(io.BytesIO(result.stdout)) as wav:
     if (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) != (RATE, 2, 1):
       raise ValueError(f'espeak-ng wrote {wav.getframerate()} Hz, {wav.getsampwidth()}-byte, '

@@ -10,11 +10,11 @@ pairs by default; the loss is their mean.
 Task fields: towers ({name: {'input': batch key, 'model': {'name': ..., fields}}}), loss ('clip'),
 embed_dim (64), pairs (() = every pair of towers, in the towers' order), init_log_scale and
 init_bias (None: the papers' starts, CLIP's scale 1/0.07, clipped at 100 in use, and SigLIP's
-scale 10 with bias -10), label_key ('label').
+scale 10 with bias -10).
 Parameter layout: {tower name: its variables, 'contrastive': {'log_scale'[, 'bias']}}.
 Metrics: loss, and per pair and direction '{a}_to_{b}_top1': whether the most similar item of
-the other side (in the batch) is the partner; in evaluation, when the batch has labels
-(`label_key`), '{a}_to_{b}_label_top1': whether it has the same label (class-level retrieval).
+the other side (in the batch) is the partner. Retrieval over a whole split, by pair or by class,
+is the `retrieval` evaluator's.
 """
 
 import itertools
@@ -54,7 +54,7 @@ class Scalars(nn.Module):
 
 class ContrastiveTask(base.Task):
   config_fields = {'towers': {}, 'loss': 'clip', 'embed_dim': 64, 'pairs': (), 'init_log_scale': None,
-                   'init_bias': None, 'label_key': 'label'}
+                   'init_bias': None}
 
   def __init__(self, config: ml_collections.ConfigDict, data_info: dict):
     super().__init__(config, data_info)
@@ -68,14 +68,14 @@ class ContrastiveTask(base.Task):
     if SCALARS in towers:
       raise ConfigError(f"task.towers: '{SCALARS}' names the loss's own parameters; rename that tower")
     features = data_info.get('features', {})
-    self.inputs, self.towers = {}, {}
+    self.input_keys, self.towers = {}, {}
     for name, tower in towers.items():
       if set(tower) != {'input', 'model'}:
         raise ConfigError(f"task.towers.{name} must have exactly 'input' and 'model', got {sorted(tower)}")
       if features and tower['input'] not in features:
         raise ConfigError(f"task.towers.{name}.input: no key {tower['input']!r} in the data "
                           f"(keys: {', '.join(features)})")
-      self.inputs[name] = tower['input']
+      self.input_keys[name] = tower['input']
       self.towers[name] = build_model(ml_collections.ConfigDict(tower['model']), config,
                                       num_classes=self.arg('embed_dim'))
     self.pairs = [tuple(p) for p in self.arg('pairs')] or list(itertools.combinations(towers, 2))
@@ -91,7 +91,7 @@ class ContrastiveTask(base.Task):
 
   def init_variables(self, rng: jax.Array, batch: dict) -> dict:
     rngs = dict(zip([*self.towers, SCALARS], jax.random.split(rng, len(self.towers) + 1)))
-    per_tower = {name: model.init({'params': rngs[name], 'dropout': rngs[name]}, batch[self.inputs[name]], train=False)
+    per_tower = {name: model.init({'params': rngs[name], 'dropout': rngs[name]}, batch[self.input_keys[name]], train=False)
                  for name, model in self.towers.items()}
     per_tower[SCALARS] = self.scalars.init(rngs[SCALARS])
     return _join(per_tower)
@@ -107,7 +107,7 @@ class ContrastiveTask(base.Task):
       tower = {c: tree[name] for c, tree in variables.items() if name in tree}
       mutable = [c for c in tower if c != 'params'] if train else False
       rngs = {'dropout': jax.random.fold_in(rng, i)} if train and rng is not None else {}
-      out = model.apply(tower, batch[self.inputs[name]], train=train, rngs=rngs, mutable=mutable)
+      out = model.apply(tower, batch[self.input_keys[name]], train=train, rngs=rngs, mutable=mutable)
       embeddings[name], updates = out if mutable is not False else (out, {})
       for c, tree in updates.items():
         new_state.setdefault(c, {})[name] = tree
@@ -118,10 +118,9 @@ class ContrastiveTask(base.Task):
     log_scale, bias = self.scalars.apply({'params': params[SCALARS]})
     return (jnp.minimum(log_scale, MAX_LOG_SCALE) if self.loss_name == 'clip' else log_scale), bias
 
-  def _pair_losses(self, params: Any, embeddings: dict[str, jax.Array], valid: jax.Array | None,
-                   labels: jax.Array | None = None) -> tuple[jax.Array, base.Metrics]:
-    """(per-example loss [B], the mean over pairs; per-example top-1 metrics of each pair, and
-    with `labels` whether the top match has the same label)."""
+  def _pair_losses(self, params: Any, embeddings: dict[str, jax.Array],
+                   valid: jax.Array | None) -> tuple[jax.Array, base.Metrics]:
+    """(per-example loss [B], the mean over pairs; per-example top-1 metrics of each pair)."""
     log_scale, bias = self._scalars(params)
     losses, metrics = [], {}
     for a, b in self.pairs:
@@ -130,10 +129,7 @@ class ContrastiveTask(base.Task):
       else:
         loss, top1 = contrastive.siglip_loss(embeddings[a], embeddings[b], log_scale, bias, valid)
       losses.append(loss)
-      if labels is not None:
-        top1.update(contrastive.label_top1(embeddings[a], embeddings[b], labels, valid))
-      for key, value in top1.items():
-        metrics[key.replace('a_to_b', f'{a}_to_{b}').replace('b_to_a', f'{b}_to_{a}')] = value
+      metrics[f'{a}_to_{b}_top1'], metrics[f'{b}_to_{a}_top1'] = top1['a_to_b_top1'], top1['b_to_a_top1']
     return sum(losses) / len(losses), metrics
 
   def loss(self, params, state, batch, rng):
@@ -147,7 +143,7 @@ class ContrastiveTask(base.Task):
     embeddings, _ = self.embed(params, state.model_state, batch, train=False)
     # Eval batches are zero-padded at the end of the split: padding leaves the negatives here, and
     # the evaluator drops its own rows through the same mask.
-    loss, metrics = self._pair_losses(params, embeddings, batch.get('mask'), batch.get(self.arg('label_key')))
+    loss, metrics = self._pair_losses(params, embeddings, batch.get('mask'))
     return {'loss': loss, **metrics}
 
 
