@@ -7,6 +7,9 @@ A tokenizer is named in the config (`data.tokenizer`):
   'bpe:N'         SentencePiece BPE with N pieces, trained on the training split
   'unigram:N'     SentencePiece unigram with up to N pieces, trained on the training split
 
+Caption data sets, whose language is a closed set of words, carry their own `WordTokenizer`
+(with padding, start and end ids) and store captions already as its ids.
+
 SentencePiece models fall back to UTF-8 bytes for characters they lack, so N
 includes 256 byte pieces and must exceed 256 plus the number of distinct characters.
 
@@ -83,6 +86,41 @@ class ByteTokenizer(Tokenizer):
     return {'kind': 'byte'}
 
 
+class WordTokenizer(Tokenizer):
+  """Whitespace-separated words of a fixed vocabulary, after the ids of PAD, BOS, EOS and UNK.
+
+  Encoding adds no BOS/EOS (`caption_ids` does); decoding drops the special ids.
+  """
+
+  PAD, BOS, EOS, UNK = 0, 1, 2, 3
+  SPECIAL = ('<pad>', '<bos>', '<eos>', '<unk>')
+
+  def __init__(self, words: Iterable[str]):
+    self.words = tuple(dict.fromkeys(words))
+    if any(not w or w.split() != [w] or w in self.SPECIAL for w in self.words):
+      raise ValueError('vocabulary words must be non-empty, without whitespace, and not a special token')
+    self.vocab_size = len(self.SPECIAL) + len(self.words)
+    self._ids = {w: i for i, w in enumerate(self.words, start=len(self.SPECIAL))}
+
+  def encode(self, text: str) -> np.ndarray:
+    return np.asarray([self._ids.get(w, self.UNK) for w in text.split()], np.int32)
+
+  def decode(self, ids: Iterable[int]) -> str:
+    special = len(self.SPECIAL)
+    return ' '.join(self.words[i - special] if special <= i < self.vocab_size else '<unk>'
+                    for i in map(int, ids) if i not in (self.PAD, self.BOS, self.EOS))
+
+  def caption_ids(self, text: str, length: int) -> np.ndarray:
+    """[length] int32: BOS, the words, EOS, then PAD; a ValueError if they do not fit."""
+    ids = np.concatenate([[self.BOS], self.encode(text), [self.EOS]])
+    if len(ids) > length:
+      raise ValueError(f'{text!r} takes {len(ids)} ids with BOS and EOS, more than {length}')
+    return np.pad(ids, (0, length - len(ids))).astype(np.int32)
+
+  def to_json(self) -> dict[str, Any]:
+    return {'kind': 'word', 'words': list(self.words)}
+
+
 class SentencePieceTokenizer(Tokenizer):
   """A SentencePiece model (BPE or unigram) held as its serialized proto."""
 
@@ -150,6 +188,9 @@ def from_json(description: dict[str, Any]) -> Tokenizer:
     return CharTokenizer(description['characters'])
   if kind == 'byte':
     return ByteTokenizer()
+  if kind == 'word':
+    return WordTokenizer(description['words'])
   if kind == 'sentencepiece':
     return SentencePieceTokenizer(base64.b64decode(description['model']))
-  raise ValueError(f'unknown tokenizer kind {kind!r} in a saved tokenizer; valid kinds: char, byte, sentencepiece')
+  raise ValueError(f'unknown tokenizer kind {kind!r} in a saved tokenizer; valid kinds: char, byte, word, '
+                   'sentencepiece')

@@ -73,6 +73,20 @@ def test_char_tokenizer_maps_unseen_characters_to_zero():
   assert tokenizer.encode('abz€').tolist() == [1, 2, 0, 0]
 
 
+def test_word_tokenizer_frames_captions_and_survives_the_checkpoint():
+  tokenizer = tokenizers.WordTokenizer(['a', 'red', 'circle', 'square'])
+  ids = tokenizer.caption_ids('a red circle', 6)
+  assert ids.tolist() == [tokenizer.BOS, 4, 5, 6, tokenizer.EOS, tokenizer.PAD]
+  assert tokenizer.decode(ids) == 'a red circle'
+  assert tokenizer.encode('a blue square').tolist() == [4, tokenizer.UNK, 7]
+  again = tokenizers.from_json(json.loads(json.dumps(tokenizer.to_json())))
+  assert again.caption_ids('a red circle', 6).tolist() == ids.tolist() and again.vocab_size == 8
+  with pytest.raises(ValueError, match='more than 4'):
+    tokenizer.caption_ids('a red circle', 4)
+  with pytest.raises(ValueError, match='without whitespace'):
+    tokenizers.WordTokenizer(['a b'])
+
+
 @pytest.mark.parametrize('spec', ['chars', 'bpe', 'bpe:0', 'unigram:x', ''])
 def test_bad_tokenizer_names_say_what_is_valid(spec):
   with pytest.raises(ValueError, match="'char', 'byte', 'bpe:N' or 'unigram:N'"):
