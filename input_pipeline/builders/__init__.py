@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from input_pipeline.builders import co2
 from input_pipeline.builders import digits
 from input_pipeline.builders import fashion_mnist
+from input_pipeline.builders import fashion_mnist_captions
 from input_pipeline.builders import mnist1d
 from input_pipeline.builders import mnist5k
 from input_pipeline.builders import shakespeare
@@ -22,6 +23,7 @@ OFFLINE_SPLITS = {
     'co2': ('train', 'test'),
     'digits': ('train', 'test'),
     'fashion_mnist': ('train', 'test'),
+    'fashion_mnist_captions': ('train', 'test'),
     'mnist': ('train', 'test'),
     'mnist1d': ('train', 'test'),
     'shakespeare': shakespeare.SPLITS,
@@ -35,6 +37,7 @@ OFFLINE_DATASETS = tuple(OFFLINE_SPLITS)
 _LOCAL_ONLY = {
     'co2': co2.LaminaCo2,
     'digits': digits.LaminaDigits,
+    'fashion_mnist_captions': fashion_mnist_captions.LaminaFashionMnistCaptions,
     'mnist1d': mnist1d.LaminaMnist1d,
     'shakespeare': shakespeare.LaminaShakespeare,
     'shakespeare_tiny': shakespeare.LaminaShakespeareTiny,

@@ -22,6 +22,12 @@ def idx_files_present() -> bool:
              for pair in _FILES.values() for f in pair)
 
 
+def split_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{'train': (images [60000, 28, 28, 1] uint8, labels [60000]), 'test': (the 10,000)}."""
+  return {split: (_read_idx(images)[..., None], _read_idx(labels))
+          for split, (images, labels) in _FILES.items()}
+
+
 class LaminaFashionMnist(in_memory.InMemoryBuilder, skip_registration=True):
   """The full Fashion-MNIST (60,000 train / 10,000 test) from local idx files.
 
@@ -36,8 +42,7 @@ class LaminaFashionMnist(in_memory.InMemoryBuilder, skip_registration=True):
   HOMEPAGE = 'https://github.com/zalandoresearch/fashion-mnist'
 
   def _split_arrays(self):
-    return {split: (_read_idx(images)[..., None], _read_idx(labels))
-            for split, (images, labels) in _FILES.items()}
+    return split_arrays()
 
 
 def _read_idx(name: str) -> np.ndarray:

@@ -12,6 +12,7 @@ from train_lib.evaluators.per_example import PerExampleEvaluator
 from train_lib.evaluators.retrieval import RetrievalEvaluator
 from train_lib.evaluators.samples import SamplesEvaluator
 from train_lib.evaluators.sparsity import SparsityEvaluator
+from train_lib.evaluators.zero_shot import ZeroShotEvaluator
 
 __all__ = ['COMMON_FIELDS', 'EVALUATORS', 'Context', 'Evaluator', 'Result', 'build']
 
@@ -20,6 +21,7 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     'retrieval': RetrievalEvaluator,
     'samples': SamplesEvaluator,
     'sparsity': SparsityEvaluator,
+    'zero_shot': ZeroShotEvaluator,
 }
 
 

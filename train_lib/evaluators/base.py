@@ -11,17 +11,20 @@ anything is compiled.
 """
 
 import abc
+import collections
 import copy
 import dataclasses
 import re
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 from etils import epath
 from jax.sharding import Mesh
 
 import input_pipeline
+from train_lib import mesh as mesh_lib
 from train_lib import registry
 from train_lib.errors import ConfigError
 from train_lib.tasks.base import Task
@@ -84,6 +87,21 @@ class Evaluator(abc.ABC):
   def arg(self, key: str) -> Any:
     """One of this evaluator's own keys, or its default."""
     return self.cfg.get(key, self.config_fields[key])
+
+  def split_outputs(self, fn, state: TrainState) -> dict[str, np.ndarray]:
+    """{key: [N, ...]}: the jitted `fn(state, global batch) -> {key: [B, ...], 'mask': [B]}` (outputs
+    replicated) over this evaluator's split, padding rows dropped, so each example appears once."""
+    parts = collections.defaultdict(list)
+    batches = mesh_lib.batch_sharding(self.context.mesh, self.context.rules)
+    for local in input_pipeline.make_eval_batches(self.data, split=self.data.eval_split,
+                                                  global_batch_size=self.batch_size,
+                                                  process_index=jax.process_index(),
+                                                  process_count=jax.process_count()):
+      out = mesh_lib.replicated_to_host(fn(state, mesh_lib.global_batch(local, batches)))
+      real = np.asarray(out.pop('mask')) > 0
+      for key, values in out.items():
+        parts[key].append(np.asarray(values)[real])
+    return {key: np.concatenate(values) for key, values in parts.items()}
 
   def due(self, step: int, is_last: bool) -> bool:
     return is_last or bool(self.every and step % self.every == 0)

@@ -12,13 +12,11 @@ retrieval, where many items share a class, as spoken digits do). Writes
 '<name>/<query>_to_<gallery>_recall_at_<K>' for each K.
 """
 
-import collections
 import itertools
 
 import jax
 import numpy as np
 
-import input_pipeline
 from train_lib import contrastive
 from train_lib import mesh as mesh_lib
 from train_lib.errors import ConfigError
@@ -79,21 +77,12 @@ class RetrievalEvaluator(base.Evaluator):
                                  train=False, towers=needed)
       return {**embeddings, 'mask': batch['mask'], **({'labels': batch[self.label_key]} if self.label_key else {})}
 
-    self._batches = mesh_lib.batch_sharding(context.mesh, context.rules)
-    self._embed = jax.jit(embed, in_shardings=(context.state_shardings, self._batches),
+    self._embed = jax.jit(embed, in_shardings=(context.state_shardings,
+                                               mesh_lib.batch_sharding(context.mesh, context.rules)),
                           out_shardings=mesh_lib.replicated(context.mesh), compiler_options=context.compiler_options)
 
   def run(self, state: TrainState) -> base.Result:
-    parts = collections.defaultdict(list)
-    for local in input_pipeline.make_eval_batches(self.data, split=self.data.eval_split,
-                                                  global_batch_size=self.batch_size,
-                                                  process_index=jax.process_index(),
-                                                  process_count=jax.process_count()):
-      out = mesh_lib.replicated_to_host(self._embed(state, mesh_lib.global_batch(local, self._batches)))
-      real = np.asarray(out.pop('mask')) > 0
-      for key, values in out.items():
-        parts[key].append(np.asarray(values)[real])
-    arrays = {key: np.concatenate(values) for key, values in parts.items()}
+    arrays = self.split_outputs(self._embed, state)
     scalars = {}
     for query, gallery in self.pairs:
       recalls = recall_at_k(arrays[query], arrays[gallery], self.ks, arrays.get('labels'))
