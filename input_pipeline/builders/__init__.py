@@ -15,6 +15,7 @@ from input_pipeline.builders import fashion_mnist_captions
 from input_pipeline.builders import mnist1d
 from input_pipeline.builders import mnist5k
 from input_pipeline.builders import shakespeare
+from input_pipeline.builders import shapes_captions
 from input_pipeline.builders import spoken_digits
 from input_pipeline.builders import synthetic_text
 
@@ -28,6 +29,7 @@ OFFLINE_SPLITS = {
     'mnist1d': ('train', 'test'),
     'shakespeare': shakespeare.SPLITS,
     'shakespeare_tiny': shakespeare.SPLITS,
+    'shapes_captions': tuple(shapes_captions.SPLITS),
     'spoken_digits': ('train', 'test'),
     'synthetic_text': synthetic_text.SPLITS,
 }
@@ -41,6 +43,7 @@ _LOCAL_ONLY = {
     'mnist1d': mnist1d.LaminaMnist1d,
     'shakespeare': shakespeare.LaminaShakespeare,
     'shakespeare_tiny': shakespeare.LaminaShakespeareTiny,
+    'shapes_captions': shapes_captions.LaminaShapesCaptions,
     'spoken_digits': spoken_digits.LaminaSpokenDigits,
     'synthetic_text': synthetic_text.LaminaSyntheticText,
 }
