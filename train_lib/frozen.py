@@ -33,12 +33,13 @@ class FrozenPart:
 
   name: str
   source: from_run.SourceRun
-  model: nn.Module
+  model: nn.Module | None
   params_item: str  # 'params', or 'ema_params' for the source's EMA weights
 
 
-def part(config: ml_collections.ConfigDict, name: str) -> FrozenPart:
-  """The part `config.frozen[name]`; a missing entry or source run is one ConfigError line."""
+def part(config: ml_collections.ConfigDict, name: str, *, model: bool = True) -> FrozenPart:
+  """The part `config.frozen[name]`; a missing entry or source run is one ConfigError line.
+  `model=False` reads a run of several networks, leaving `model` None."""
   if name not in config.frozen:
     raise ConfigError(f"config.frozen has no part '{name}'; add config.frozen.{name} = "
                       "{'workdir': <a run of this codebase>} (it has " f'{sorted(config.frozen.keys())})')
@@ -49,18 +50,23 @@ def part(config: ml_collections.ConfigDict, name: str) -> FrozenPart:
     raise ConfigError(f'{where}.workdir is missing: the workdir of the run to restore it from')
   source = from_run.open_run(cfg.workdir, cfg.get('step'), what=f'{where}.workdir')
   params_item = from_run.params_item(source, bool(cfg.get('ema', False)), what=f'{where}.ema')
-  return FrozenPart(name, source, _model(source.workdir, source.step), params_item)
+  return FrozenPart(name, source, _model(source.workdir, source.step) if model else None, params_item)
 
 
 @functools.cache
-def _model(workdir: str, step: int) -> nn.Module:
-  """The model the run in `workdir` trained up to `step`, built by its own task."""
+def _task(workdir: str, step: int):
+  """The task (and so the networks) of the run in `workdir` up to `step`, built from its own config."""
   from train_lib import tasks  # tasks may import this module
   config = from_run.open_run(workdir, step, what=workdir).config
-  task = tasks.get(config, input_pipeline.dataset_info(config.data))
+  return tasks.get(config, input_pipeline.dataset_info(config.data))
+
+
+def _model(workdir: str, step: int) -> nn.Module:
+  """The model the run in `workdir` trained up to `step`."""
+  task = _task(workdir, step)
   if not hasattr(task, 'model'):
-    raise ConfigError(f"the run in {workdir} trained task '{config.task.name}', which has several networks; a "
-                      'frozen part is one model (a classifier, a language model, a U-Net)')
+    raise ConfigError(f"the run in {workdir} trained task '{task.config.task.name}', which has several networks; "
+                      'a frozen part is one model (a classifier, a language model, a U-Net)')
   return task.model
 
 
@@ -113,7 +119,19 @@ def restore(frozen_parts: dict[str, FrozenPart], abstract: dict[str, dict]) -> d
 def load(workdir: str, step: int | None = None, *, ema: bool = False) -> tuple[nn.Module, dict]:
   """(model, variables) of the run in `workdir` on this process's first device: a trained model
   for a notebook or a tool, read as a frozen part is."""
+  frozen_part, variables = _load(workdir, step, ema)
+  return frozen_part.model, variables
+
+
+def load_task(workdir: str, step: int | None = None, *, ema: bool = False):
+  """(task, variables) of the run in `workdir`, as `load`, for runs of several networks (a
+  contrastive run's towers: `task.embed({...variables}['params'], ...)`)."""
+  frozen_part, variables = _load(workdir, step, ema, model=False)
+  return _task(frozen_part.source.workdir, frozen_part.source.step), variables
+
+
+def _load(workdir: str, step: int | None, ema: bool, model: bool = True) -> tuple[FrozenPart, dict]:
   config = ml_collections.ConfigDict({'frozen': {'run': {'workdir': workdir, 'step': step, 'ema': ema}}})
-  frozen_part = part(config, 'run')
+  frozen_part = part(config, 'run', model=model)
   mesh = Mesh(np.array(jax.local_devices()[:1]), ('devices',))
-  return frozen_part.model, restore({'run': frozen_part}, abstract_variables({'run': frozen_part}, mesh))['run']
+  return frozen_part, restore({'run': frozen_part}, abstract_variables({'run': frozen_part}, mesh))['run']

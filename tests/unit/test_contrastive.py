@@ -85,15 +85,17 @@ def _brute_force_recall(queries, gallery, k, labels=None):
   for i, q in enumerate(queries):
     cosines = [q @ g / np.linalg.norm(q) / np.linalg.norm(g) for g in gallery]
     top = sorted(range(len(gallery)), key=lambda j: -cosines[j])[:k]
-    hits += any(labels[j] == labels[i] for j in top) if labels is not None else i in top
+    hits += any(np.array_equal(labels[j], labels[i]) for j in top) if labels is not None else i in top
   return hits / len(queries)
 
 
-@pytest.mark.parametrize('with_labels', [False, True])
-def test_recall_at_k_matches_brute_force_ranking(with_labels, monkeypatch):
+@pytest.mark.parametrize('labels', [None, 'classes', 'captions'])
+def test_recall_at_k_matches_brute_force_ranking(labels, monkeypatch):
   monkeypatch.setattr(retrieval, '_QUERY_CHUNK', 7)  # several chunks, the last one short
   a, b = _pairs(n=30, dim=4, seed=3)
-  labels = np.arange(30) % 4 if with_labels else None
+  # Captions: rows of ids, equal for items 0, 4, 8, ... as the classes are.
+  labels = {None: None, 'classes': np.arange(30) % 4,
+            'captions': np.stack([np.arange(30) % 4, np.full(30, 7)], axis=1)}[labels]
   got = retrieval.recall_at_k(a, b, (1, 3, 5), labels)
   for k in (1, 3, 5):
     assert got[k] == pytest.approx(_brute_force_recall(a, b, k, labels)), k

@@ -8,7 +8,8 @@ the towers embed the whole split (padding dropped) and every query's cosine simi
 N gallery items are ranked. Recall@K is the fraction of queries with
 a match among their K most similar items: with match='pair' the query's own partner (image-text
 retrieval as CLIP reports it), with match='label' any item of the query's label (class-level
-retrieval, where many items share a class, as spoken digits do). Writes
+retrieval, where many items share a class, as spoken digits do; `label_key` may name an array
+feature such as a caption, so that items with the same caption count as matches). Writes
 '<name>/<query>_to_<gallery>_recall_at_<K>' for each K.
 """
 
@@ -30,8 +31,11 @@ _QUERY_CHUNK = 1024  # queries ranked at once: bounds the host similarity block 
 def recall_at_k(queries: np.ndarray, gallery: np.ndarray, ks: tuple[int, ...],
                 labels: np.ndarray | None = None) -> dict[int, float]:
   """{K: recall@K} of queries [N, D] against gallery [N, D] (row i of each is pair i); with
-  `labels` [N] a hit is any of the top K with the query's label, else the query's own row."""
+  `labels` [N, ...] a hit is any of the top K whose label (a class, or a whole row such as a caption)
+  equals the query's, else the query's own row."""
   queries, gallery = (np.asarray(contrastive.normalize(x)) for x in (queries, gallery))
+  if labels is not None and labels.ndim > 1:  # rows (captions): equal rows are one label
+    labels = np.unique(labels.reshape(len(labels), -1), axis=0, return_inverse=True)[1].reshape(-1)
   hits = {k: 0 for k in ks}
   for start in range(0, len(queries), _QUERY_CHUNK):
     similarity = queries[start:start + _QUERY_CHUNK] @ gallery.T
