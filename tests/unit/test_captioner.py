@@ -180,3 +180,72 @@ def test_a_resnet_encoder_gives_one_memory_token():
   memory, _ = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), _images(2), train=False,
                                                             method='encode'))
   assert memory.shape == (2, 1, 16)
+
+
+def _task_config(**task):
+  from train_lib.config_defaults import base_config
+  config = base_config()
+  config.data.name = 'tiny_captions'
+  config.task = {'name': 'captioning', **task}
+  config.model = {'name': 'captioner', 'width': 16, 'num_heads': 2, 'num_layers': 1, 'max_len': 8,
+                  'encoder': {'name': 'vit', 'patch_size': 4, 'width': 8, 'num_heads': 2, 'num_layers': 1}}
+  return config
+
+
+_DATA_INFO = {'vocab_size': VOCAB, 'features': {'image': {'shape': (8, 8, 3), 'dtype': 'float32'},
+                                                'caption': {'shape': (6,), 'dtype': 'int32'}}}
+
+
+def test_captioning_loss_is_the_cross_entropy_over_the_non_pad_targets():
+  from train_lib import tasks
+  from train_lib.train_state import TrainState
+  task = tasks.get(_task_config(), _DATA_INFO)
+  captions = np.array([[BOS, 4, 5, EOS, PAD, PAD], [BOS, 5, 5, 4, 4, EOS]], np.int32)
+  batch = {'image': _images(2), 'caption': captions}
+  params = nn.meta.unbox(jax.jit(task.init_variables)(jax.random.PRNGKey(0), batch))['params']
+  state = TrainState(step=0, params=params, opt_state=None, model_state={}, frozen={}, ema_params=None, rng=None)
+  loss, (_, metrics) = jax.jit(task.loss)(params, state, batch, jax.random.PRNGKey(1))
+  per_example = jax.jit(task.eval_metrics)(params, state, batch)
+
+  logits = np.asarray(_forward(task.model)(params, batch['image'], captions[:, :-1]), np.float64)
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  targets = captions[:, 1:]
+  nll = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+  real = targets != PAD
+  hits = (logits.argmax(-1) == targets) & real
+  np.testing.assert_allclose(loss, nll[real].mean(), rtol=1e-5)
+  np.testing.assert_allclose(metrics['token_accuracy'], hits.sum() / real.sum(), rtol=1e-6)
+  np.testing.assert_allclose(per_example['loss'], [nll[i][real[i]].mean() for i in range(2)], rtol=1e-5)
+  np.testing.assert_array_equal(task.eval_weights(batch), [3, 5])
+  assert task.tokens_per_example == 5
+
+
+@pytest.mark.parametrize('task,data_info,needle', [
+    ({'caption_key': 'text'}, _DATA_INFO, "task.caption_key: no key 'text' in the data (keys: image, caption)"),
+    ({'image_keys': 'x'}, _DATA_INFO, 'image_keys'),
+    ({}, {**_DATA_INFO, 'vocab_size': None}, None),
+])
+def test_captioning_task_config_errors_are_one_line(task, data_info, needle):
+  from train_lib import tasks
+  from train_lib.errors import ConfigError
+  if data_info['vocab_size'] is None:
+    data_info = {k: v for k, v in data_info.items() if k != 'vocab_size'}
+    needle = 'needs caption data whose builder carries its tokenizer'
+  with pytest.raises(ConfigError) as e:
+    tasks.get(_task_config(**task), data_info)
+  assert needle in str(e.value) and '\n' not in str(e.value)
+
+
+def test_caption_hits_count_the_reference_words_and_eos_by_position():
+  from train_lib.evaluators.captioning import caption_hits
+  references = np.array([[BOS, 4, 5, EOS, PAD, PAD],
+                         [BOS, 4, 5, EOS, PAD, PAD],
+                         [BOS, 4, 5, 4, 5, EOS],
+                         [BOS, EOS, PAD, PAD, PAD, PAD]])
+  decoded = np.array([[4, 5, EOS, PAD, PAD],  # exact
+                      [4, 5, 4, EOS, PAD],  # runs on past the reference's EOS: 2 of 3
+                      [5, 5, 4, 4, 5],  # no EOS: 2 of 5
+                      [4, EOS, PAD, PAD, PAD]])  # 0 of 1
+  hits, tokens = caption_hits(decoded, references)
+  assert hits.tolist() == [3, 2, 2, 0] and tokens.tolist() == [3, 3, 5, 1]
+  assert (hits == tokens).tolist() == [True, False, False, False]
