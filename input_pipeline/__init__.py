@@ -10,12 +10,12 @@ from input_pipeline import preprocess
 from input_pipeline import text_data
 from input_pipeline.builders import OFFLINE_DATASETS
 from input_pipeline.eval_batches import make_eval_batches
-from input_pipeline.dataset_info import dataset_info, num_examples
+from input_pipeline.dataset_info import dataset_info, dataset_tokenizer, num_examples
 from input_pipeline.sources import get_source
 from input_pipeline.train_loader import make_train_loader
 from input_pipeline.validate import validate
 
 __all__ = [
-    'OFFLINE_DATASETS', 'dataset_info', 'get_source', 'make_eval_batches',
+    'OFFLINE_DATASETS', 'dataset_info', 'dataset_tokenizer', 'get_source', 'make_eval_batches',
     'make_train_loader', 'num_examples', 'preprocess', 'text_data', 'validate',
 ]

@@ -8,8 +8,14 @@ and, for causal attention, <= the query's. Left-padded prompts use negative
 positions for their padding, and the cache marks empty slots with -1, so one
 rule covers training, batched prompts and incremental decoding.
 
+Cross-attention (`cross=True`) reads its queries from x and its keys and values from an
+encoder's memory [B, S, E'] (a captioner's image tokens): every memory token is visible to
+every query, and there are no rotary positions. With `decode=True` the memory's keys and
+values are computed by the call that passes the memory and cached; later calls pass none.
+
 Logical axes: the fused q/k/v kernel ('embed', 'heads', None, 'kv'), output kernel
-('heads', 'kv', 'embed').
+('heads', 'kv', 'embed'); cross-attention's query and key/value kernels are laid out like the
+fused one, ('embed', 'heads', None, 'kv').
 """
 
 import jax
@@ -40,7 +46,8 @@ def visibility(query_positions: jax.Array, key_positions: jax.Array, causal: boo
 
 
 class MultiHeadAttention(nn.Module):
-  """Self-attention over x [B, T, E]; `num_kv_heads` < `num_heads` gives grouped-query attention.
+  """Self-attention over x [B, T, E], or with `cross=True` attention from x to a memory;
+  `num_kv_heads` < `num_heads` gives grouped-query attention.
 
   With `decode=True` the keys and values of every call are appended to a cache in
   the 'cache' collection (created at init with the init input's length as its
@@ -54,6 +61,7 @@ class MultiHeadAttention(nn.Module):
   use_rotary: bool = False
   use_bias: bool = False
   decode: bool = False
+  cross: bool = False
   kernel_init: Initializer = nn.initializers.normal(0.02)
   out_init: Initializer = nn.initializers.normal(0.02)
   dtype: Dtype = jnp.float32
@@ -77,28 +85,62 @@ class MultiHeadAttention(nn.Module):
             if self.use_bias else jnp.zeros((), self.param_dtype))
     return jnp.asarray(kernel, self.dtype), jnp.asarray(bias, self.dtype)
 
-  def _project_qkv(self, x: jax.Array, kv_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  def _project(self, name: str, x: jax.Array, parts: int) -> jax.Array:
+    """[B, T, K, parts, H]: for each of the K key/value heads, `parts` projections of x side by side."""
+    kv_heads = self.num_kv_heads or self.num_heads
+    kernel, bias = self._weights(name, (x.shape[-1], kv_heads, parts, self.head_dim),
+                                 ('embed', 'heads', None, 'kv'), 3, self.kernel_init)
+    y = kernels.einsum('bte,ekgh->btkgh', x, kernel, self.dtype) + bias
+    return nn.with_logical_constraint(y, ('batch', 'length', 'heads', None, 'kv')).astype(self.dtype)
+
+  def _queries(self, y: jax.Array) -> jax.Array:
+    """[B, T, K, G, H] -> [B, T, N, H]: query head k * G + g is group k's g-th."""
+    b, t = y.shape[:2]
+    return y.reshape(b, t, self.num_heads, self.head_dim)
+
+  def _project_qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """q [B, T, N, H] and k, v [B, T, K, H] from one matmul.
 
     The kernel [E, K, G + 2, H] holds, for each of the K key/value heads, its G = N / K
     query heads, its key and its value side by side: one large matmul instead of three
-    small ones, and sharding 'heads' keeps each group's
-    q, k and v on the same device. Query head k * G + g is group k's g-th.
+    small ones, and sharding 'heads' keeps each group's q, k and v on the same device.
     """
-    b, t, _ = x.shape
-    groups = self.num_heads // kv_heads
-    kernel, bias = self._weights('qkv', (x.shape[-1], kv_heads, groups + 2, self.head_dim),
-                                 ('embed', 'heads', None, 'kv'), 3, self.kernel_init)
-    y = kernels.einsum('bte,ekgh->btkgh', x, kernel, self.dtype) + bias
-    y = nn.with_logical_constraint(y, ('batch', 'length', 'heads', None, 'kv'))
-    q = y[:, :, :, :groups].reshape(b, t, self.num_heads, self.head_dim)
-    return tuple(z.astype(self.dtype) for z in (q, y[:, :, :, groups], y[:, :, :, groups + 1]))
+    groups = self.num_heads // (self.num_kv_heads or self.num_heads)
+    y = self._project('qkv', x, groups + 2)
+    return self._queries(y[:, :, :, :groups]), y[:, :, :, groups], y[:, :, :, groups + 1]
 
   @nn.compact
-  def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-    """`positions` [B, T] (default 0..T-1); negative marks padding that no query may see."""
+  def __call__(self, x: jax.Array, positions: jax.Array | None = None, memory: jax.Array | None = None) -> jax.Array:
+    """`positions` [B, T] (default 0..T-1); negative marks padding that no query may see.
+    `memory` [B, S, E']: what cross-attention reads (in decode mode, only on the call that fills its cache)."""
+    if self.cross:
+      out = self._cross_attention(x, memory)
+    else:
+      out = self._self_attention(x, positions)
+    kernel, bias = self._weights('out', (self.num_heads, self.head_dim, x.shape[-1]), ('heads', 'kv', 'embed'), 1,
+                                 self.out_init)
+    out = kernels.einsum('btnh,nhe->bte', out, kernel, self.dtype) + bias
+    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+
+  def _cross_attention(self, x: jax.Array, memory: jax.Array | None) -> jax.Array:
+    """[B, T, N, H]: every query attends to every memory token."""
+    q = self._queries(self._project('query', x, self.num_heads // (self.num_kv_heads or self.num_heads)))
+    if memory is None:
+      if not (self.decode and self.has_variable('cache', 'memory_key')):
+        raise ValueError('cross-attention needs a memory (decode mode: on the first call, which caches it)')
+      k, v = self.get_variable('cache', 'memory_key'), self.get_variable('cache', 'memory_value')
+    else:
+      y = self._project('key_value', memory, 2)
+      k, v = y[:, :, :, 0], y[:, :, :, 1]
+      if self.decode:
+        self.put_variable('cache', 'memory_key', k)
+        self.put_variable('cache', 'memory_value', v)
+    return kernels.attention(q, k, v, None, False)
+
+  def _self_attention(self, x: jax.Array, positions: jax.Array | None) -> jax.Array:
+    """[B, T, N, H]: causal or bidirectional, through the KV cache in decode mode."""
     b, t, _ = x.shape
-    q, k, v = self._project_qkv(x, self.num_kv_heads or self.num_heads)
+    q, k, v = self._project_qkv(x)
     default_positions = positions is None
     if default_positions:
       positions = jnp.broadcast_to(jnp.arange(t), (b, t))
@@ -109,11 +151,7 @@ class MultiHeadAttention(nn.Module):
       k, v, key_positions = self._cached(k, v, positions)
     # Plain causal training needs no mask array: the kernels build it themselves.
     mask = None if default_positions and not self.decode else visibility(positions, key_positions, self.causal)
-    out = kernels.attention(q, k, v, mask, self.causal)
-    kernel, bias = self._weights('out', (self.num_heads, self.head_dim, x.shape[-1]), ('heads', 'kv', 'embed'), 1,
-                                 self.out_init)
-    out = kernels.einsum('btnh,nhe->bte', out, kernel, self.dtype) + bias
-    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+    return kernels.attention(q, k, v, mask, self.causal)
 
   def _cached(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Writes this call's keys/values at the cache's fill index; returns the whole cache."""

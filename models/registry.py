@@ -10,7 +10,9 @@ from typing import Any
 
 import jax.numpy as jnp
 from flax import linen as nn
+from flax.core import FrozenDict
 
+from models.captioner import Captioner
 from models.cnn import CNN
 from models.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from models.logistic import LogisticRegression
@@ -53,6 +55,7 @@ _MODELS: dict[str, tuple[type[nn.Module], Mapping[str, Any]]] = {
     'vit_s16': (ViT, {'width': 384, 'num_layers': 12, 'num_heads': 6, 'patch_size': 16}),
     'vit_b16': (ViT, {'width': 768, 'num_layers': 12, 'num_heads': 12, 'patch_size': 16}),
     'text_encoder': (TextEncoder, {}),
+    'captioner': (Captioner, {}),
     'unet': (UNet, {}),
     'dcgan_generator': (DCGANGenerator, {}),
     'dcgan_discriminator': (DCGANDiscriminator, {}),
@@ -71,6 +74,12 @@ def names(of: type[nn.Module] | None = None) -> list[str]:
 
 def get(name: str, **kwargs: Any) -> nn.Module:
   """Builds model `name`; raises a one-line ValueError on a bad name or field."""
+  cls, values = resolve(name, **kwargs)
+  return cls(**values)
+
+
+def resolve(name: str, **kwargs: Any) -> tuple[type[nn.Module], dict[str, Any]]:
+  """(class, field values) that `get` builds model `name` from, checked as `get` checks them."""
   if name not in _MODELS:
     raise ValueError(f'unknown model {name!r}; valid names: {", ".join(names())}')
   cls, preset = _MODELS[name]
@@ -85,16 +94,19 @@ def get(name: str, **kwargs: Any) -> nn.Module:
              and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
   if missing:
     raise ValueError(f'model {name!r} needs {", ".join(missing)}')
-  return cls(**values)
+  return cls, values
 
 
 def _normalize(key: str, value: Any) -> Any:
-  """Config values -> module fields: dtype names become dtypes, lists become tuples.
+  """Config values -> module fields: dtype names become dtypes, lists become tuples, mappings
+  (a dict or a ConfigDict, such as a captioner's `encoder`) FrozenDicts.
 
-  Tuples keep modules hashable, which jit needs when a module is a static argument.
+  Tuples and FrozenDicts keep modules hashable, which jit needs when a module is a static argument.
   """
   if key in ('dtype', 'param_dtype') and isinstance(value, str):
     return jnp.dtype(value)
+  if callable(getattr(value, 'items', None)):
+    return FrozenDict({k: _normalize(k, v) for k, v in value.items()})
   if isinstance(value, list):
     return tuple(_normalize('', v) for v in value)
   return value

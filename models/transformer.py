@@ -1,6 +1,10 @@
-"""Pre-norm Transformer blocks, shared by the language model and the ViT.
+"""Pre-norm Transformer blocks, shared by the language model, the ViT and the captioner.
 
-  block(x) = x + drop(attention(norm(x))) ; x + drop(mlp(norm(x)))
+  block(x) = x + drop(attention(norm(x))) ; [x + drop(cross_attention(norm(x), memory))] ; x + drop(mlp(norm(x)))
+
+The cross-attention sublayer, to an encoder's memory, exists only in blocks built with
+`cross_attention=True` (the captioner's decoder); every other model's blocks, parameters and
+outputs are those of the plain block.
 
 `TransformerStack` holds the hyperparameters both families share; `TransformerLM`
 and `models.vit.ViT` subclass it and add their own embedding and head, so the
@@ -9,6 +13,7 @@ projections back into the residual stream scaled by 1/sqrt(2 * num_layers).
 """
 
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +57,7 @@ class MlpBlock(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-  """One pre-norm attention + MLP block."""
+  """One pre-norm attention [+ cross-attention] + MLP block."""
 
   num_heads: int
   num_kv_heads: int | None
@@ -68,17 +73,24 @@ class TransformerBlock(nn.Module):
   decode: bool
   dtype: Dtype
   param_dtype: Dtype
+  cross_attention: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, positions: jax.Array | None, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, positions: jax.Array | None, *, train: bool,
+               memory: jax.Array | None = None) -> jax.Array:
+    """`memory` [B, S, E']: what the cross-attention reads (None in decode steps after the first)."""
     out_init = nn.initializers.normal(INIT_STD / math.sqrt(2 * self.num_layers))
     precision = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    heads = dict(num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.head_dim,
+                 use_bias=self.use_bias, decode=self.decode, out_init=out_init, **precision)
     h = layers.norm(self.norm, use_bias=self.use_bias, name='attention_norm', **precision)(x)
-    h = attention.MultiHeadAttention(
-        num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, causal=self.causal,
-        use_rotary=self.use_rotary, use_bias=self.use_bias, decode=self.decode, out_init=out_init,
-        name='attention', **precision)(h, positions)
+    h = attention.MultiHeadAttention(causal=self.causal, use_rotary=self.use_rotary, name='attention',
+                                     **heads)(h, positions)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
+    if self.cross_attention:
+      h = layers.norm(self.norm, use_bias=self.use_bias, name='cross_attention_norm', **precision)(x)
+      h = attention.MultiHeadAttention(cross=True, causal=False, name='cross_attention', **heads)(h, memory=memory)
+      x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
     h = layers.norm(self.norm, use_bias=self.use_bias, name='mlp_norm', **precision)(x)
     h = MlpBlock(self.mlp_dim, self.mlp, self.use_bias, out_init, name='mlp', **precision)(h)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
@@ -108,15 +120,16 @@ class TransformerStack(nn.Module):
     super().__post_init__()
 
   def blocks(self, x: jax.Array, positions: jax.Array | None, *, train: bool, causal: bool, use_rotary: bool,
-             decode: bool = False) -> jax.Array:
-    """Runs the blocks and the final norm; call from a subclass's compact `__call__`."""
+             decode: bool = False, cross_attention: bool = False, memory: jax.Array | None = None) -> jax.Array:
+    """Runs the blocks and the final norm; call from a subclass's compact method. With
+    `cross_attention` every block also attends to `memory` (see TransformerBlock)."""
     for i in range(self.num_layers):
       x = TransformerBlock(
           num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.width // self.num_heads,
           mlp_dim=self.mlp_dim or 4 * self.width, mlp=self.mlp, norm=self.norm, causal=causal,
           use_rotary=use_rotary, use_bias=self.use_bias, dropout=self.dropout, num_layers=self.num_layers,
-          decode=decode, dtype=self.dtype, param_dtype=self.param_dtype,
-          name=f'block_{i}')(x, positions, train=train)
+          decode=decode, dtype=self.dtype, param_dtype=self.param_dtype, cross_attention=cross_attention,
+          name=f'block_{i}')(x, positions, train=train, memory=memory)
     return layers.norm(self.norm, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                        name='final_norm')(x)
 
@@ -125,8 +138,11 @@ class TransformerLM(TransformerStack):
   """Decoder-only language model: token ids [B, T] -> next-token logits [B, T, vocab_size] (float32).
 
   `decode=True` turns on the attention KV cache (see models/attention.py);
-  `train_lib/sampling.py` uses it.
+  `train_lib/sampling.py` uses it. A subclass that sets `cross_attention` (the captioner)
+  reads an encoder's memory in every block through `next_token_logits`.
   """
+
+  cross_attention: ClassVar[bool] = False  # a class's structure, not a field: LMs never have it
 
   vocab_size: int = 0  # the task passes the tokenizer's
   max_len: int = 256  # positions the learned table covers (rotary has no limit)
@@ -140,9 +156,14 @@ class TransformerLM(TransformerStack):
       raise ValueError(f'vocab_size must be > 0, got {self.vocab_size}')
     super().__post_init__()
 
-  @nn.compact
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, *, train: bool) -> jax.Array:
     """`positions` [B, T]: default 0..T-1; negative for left padding (sampling)."""
+    return self.next_token_logits(tokens, positions, train=train)
+
+  @nn.compact
+  def next_token_logits(self, tokens: jax.Array, positions: jax.Array | None = None, *, train: bool,
+                        memory: jax.Array | None = None) -> jax.Array:
+    """[B, T, vocab_size] float32; `memory` [B, S, width]: what cross-attention reads, if the class has it."""
     precision = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     embedding = layers.embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(INIT_STD),
                              name='token_embedding', **precision)
@@ -156,7 +177,7 @@ class TransformerLM(TransformerStack):
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
     x = self.blocks(x, positions, train=train, causal=True, use_rotary=self.positions == 'rotary',
-                    decode=self.decode)
+                    decode=self.decode, cross_attention=self.cross_attention, memory=memory)
     if self.tie_embeddings:
       # Not `embedding.attend`, which under bf16 compute rounds the logits to bf16 and runs
       # the slow bf16 -> bf16 dot; this accumulates and returns them in f32.

@@ -69,7 +69,8 @@ class Checkpointer:
 
   def __init__(self, directory: epath.Path, cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                tokenizer: dict | None = None):
-    """`tokenizer`: a text run's `Tokenizer.to_json()`, saved so sampling decodes with the same one."""
+    """`tokenizer`: the data's `Tokenizer.to_json()` (text and caption runs), saved so sampling decodes
+    with the same one."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg.keep, enable_async_checkpointing=cfg.async_save, create=True)
     self._directory = directory

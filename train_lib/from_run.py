@@ -95,6 +95,17 @@ def restore(source: SourceRun, target: dict[str, Any]) -> dict[str, Any]:
         target, restore_args=restore_args, partial_restore=True))
 
 
+def inference_variables(source: SourceRun) -> tuple[Any, Any]:
+  """(the weights evaluation uses, EMA ones when the run kept an EMA; model_state) of the saved state,
+  restored onto this process's first device: what sampling from a finished run reads."""
+  item = params_item(source, source.config.ema_decay > 0, what='--workdir')
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  on_device = lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device)
+  target = {item: saved_shapes(source, item), 'model_state': saved_shapes(source, 'model_state')}
+  restored = restore(source, jax.tree.map(on_device, target))
+  return restored[item], restored['model_state']
+
+
 def read_json(source: SourceRun, item: str) -> Any:
   """A JSON item of the checkpoint ('tokenizer', ...)."""
   return _json_item(source.directory.parent, source.step, item)

@@ -44,14 +44,10 @@ def load(workdir: str, step: int | None = None) -> Generator:
   if not isinstance(task, ImageGenerator):
     raise ConfigError(f"the run in {workdir} trained task '{config.task.name}', which draws no images; image "
                       f"sampling needs a generator (task 'gan' or 'diffusion')")
-  item = from_run.params_item(source, config.ema_decay > 0, what='--workdir')
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  on_device = lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device)
-  target = {item: from_run.saved_shapes(source, item), 'model_state': from_run.saved_shapes(source, 'model_state')}
-  restored = from_run.restore(source, jax.tree.map(on_device, target))
-  state = TrainState(step=source.step, params=None, opt_state=None, model_state=restored['model_state'], frozen={},
+  params, model_state = from_run.inference_variables(source)
+  state = TrainState(step=source.step, params=None, opt_state=None, model_state=model_state, frozen={},
                      ema_params=None, rng=None)
-  return Generator(task, restored[item], state, source.step)
+  return Generator(task, params, state, source.step)
 
 
 def requested_labels(task: ImageGenerator, num: int, label: int | None) -> np.ndarray | None:

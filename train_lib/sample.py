@@ -1,29 +1,34 @@
-r"""Command line: sample text from a trained language model, or images from a generator.
+r"""Command line: sample text from a trained language model, images from a generator, or captions.
 
   python -m train_lib.sample --workdir=/tmp/lamina/shakespeare_gpt --prompt="ROMEO:" \
       --max_new_tokens=500 --temperature=0.8 --top_k=40 --seed=0
   python -m train_lib.sample --workdir=/tmp/lamina/fashion_mnist_diffusion --num=64 \
       [--sampler=ddpm|ddim --steps=50 --eta=0 --guidance=2.0 --label=3] --seed=0 --out=grid.png
+  python -m train_lib.sample --workdir=/tmp/lamina/shapes_captioner --image=picture.png [--beam_size=4]
 
 The model, its config and (for text) its tokenizer all come from the checkpoint, so the text
 decodes with the vocabulary it was trained on. Repeat --prompt for a batch. Images are
 written as one grid (a class per column for a conditional model asked for every class);
 sampler flags left out take the task's defaults (train_lib/tasks/diffusion.py), and a GAN
-takes none. Parameters are the EMA ones when the run kept an EMA (as evaluation uses).
+takes none. --image (repeatable) prints a captioner run's caption of each picture, decoded greedily
+or with a beam of --beam_size (train_lib/image_captioning.py). Parameters are the EMA ones when the
+run kept an EMA (as evaluation uses).
 """
 
 import functools
+import os
 import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
 from etils import epath
 from flax import linen as nn
 
 import kernels
 from input_pipeline import tokenizers
-from train_lib import from_run, image_grid, image_sampling, log_filter, sampling, storage
+from train_lib import from_run, image_captioning, image_grid, image_sampling, log_filter, sampling, storage
 from train_lib.errors import ConfigError
 from train_lib.tasks.classification import build_model
 
@@ -41,11 +46,15 @@ flags.DEFINE_integer('steps', None, "The sampler's denoising steps.")
 flags.DEFINE_float('eta', None, "DDIM's stochasticity (0: deterministic, 1: DDPM's noise).")
 flags.DEFINE_float('guidance', None, 'Classifier-free guidance scale (class-conditional models).')
 flags.DEFINE_integer('label', None, 'Draw this class only (class-conditional models); default every class in turn.')
+flags.DEFINE_multi_string('image', None, 'A picture to caption (captioner runs); repeat the flag for several.')
+flags.DEFINE_integer('beam_size', 1, 'Beam width of caption decoding; 1 is greedy.')
+flags.DEFINE_float('length_penalty', 0.0, "Caption beam search's GNMT length penalty alpha; 0 is none.")
 
 # Flag -> the sampler setting it gives (train_lib/tasks/generative.py).
 _SAMPLER_FLAGS = {'sampler': 'name', 'steps': 'steps', 'eta': 'eta', 'guidance': 'guidance'}
 _TEXT_FLAGS = ('prompt', 'max_new_tokens', 'temperature', 'top_k')
 _IMAGE_FLAGS = ('num', 'out', 'label', *_SAMPLER_FLAGS)
+_CAPTION_FLAGS = ('beam_size', 'length_penalty')
 
 
 def load_model(workdir: str, step: int | None = None) -> tuple[nn.Module, dict, tokenizers.Tokenizer, str]:
@@ -102,12 +111,34 @@ def _sample_images(f, generator: image_sampling.Generator) -> None:
   print(f'{f.num} images from step {generator.step} of {f.workdir} -> {f.out}')
 
 
+def _caption(f) -> None:
+  others = _given((*_TEXT_FLAGS, *_IMAGE_FLAGS, 'seed'))
+  if others:
+    raise ValueError(f'{", ".join(others)} do not apply to captioning an --image')
+  if f.beam_size < 1 or f.length_penalty < 0:
+    raise ValueError('--beam_size must be >= 1 and --length_penalty >= 0')
+  missing = [path for path in f.image if not os.path.isfile(path)]
+  if missing:
+    raise ValueError(f'--image: no file {", ".join(map(repr, missing))}')
+  run = image_captioning.load(f.workdir, f.step)
+  images = np.stack([image_captioning.read_image(path, run.image_shape) for path in f.image])
+  with kernels.use(run.task.config.get('kernels', 'auto')):
+    captions = image_captioning.caption(run, images, beam_size=f.beam_size, length_penalty=f.length_penalty)
+  for path, text in zip(f.image, captions):
+    print(f'{path}: {text}')
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   log_filter.quiet_library_info()
   f = flags.FLAGS
   try:
+    if f.image:
+      _caption(f)
+      return
+    if _given(_CAPTION_FLAGS):
+      raise ValueError(f'{", ".join(_given(_CAPTION_FLAGS))} apply to captioning an --image only')
     generator = image_sampling.load(f.workdir, f.step) if image_sampling.is_generator_run(f.workdir) else None
     if generator is None:
       if _given(_IMAGE_FLAGS):

@@ -59,6 +59,12 @@ def window_positions(valid: jax.Array) -> jax.Array:
   return jnp.where(valid, jnp.cumsum(valid, axis=1) - 1, -1).astype(jnp.int32)
 
 
+def empty_cache(decoder: nn.Module, rows: int, length: int, **inputs) -> dict:
+  """The empty 'cache' of a `decode=True` model for `rows` sequences of up to `length` tokens
+  (`inputs`: what else its init reads). Under jit the parameters its init also makes are dead code."""
+  return decoder.init(jax.random.PRNGKey(0), jnp.zeros((rows, length), jnp.int32), train=False, **inputs)['cache']
+
+
 def generate(model: nn.Module, params, prompts: Sequence[np.ndarray], *, max_new_tokens: int,
              temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> np.ndarray:
   """[B, max_new_tokens] ids continuing each prompt (a sequence of 1-D id arrays)."""
@@ -79,7 +85,7 @@ def _generate_fn(model: nn.Module, context: int, max_new_tokens: int, temperatur
   def run(params, tokens, positions, rng):
     batch, prompt_len = tokens.shape
     cached_steps = min(max_new_tokens, context - prompt_len + 1)
-    cache = decoder.init(jax.random.PRNGKey(0), jnp.zeros((batch, context), jnp.int32), train=False)['cache']
+    cache = empty_cache(decoder, batch, context)
     logits, state = decoder.apply({'params': params, 'cache': cache}, tokens, positions, train=False,
                                   mutable=['cache'])
     first = sample(logits[:, -1], row_keys(rng, batch, 0))

@@ -155,9 +155,9 @@ def _train(run: Run) -> dict[str, float]:
     logging.info('%s', dry_run.report(run.abstract_state, run.shardings, train_call, flops))
     return {'perf/model_flops_per_step': flops}
 
-  tokenizer = (input_pipeline.text_data.tokenizer(config.data).to_json()
-               if input_pipeline.text_data.is_text(config.data) else None)
-  checkpointer = Checkpointer(run.workdir / 'checkpoints', config.checkpoint, config, tokenizer)
+  tokenizer = input_pipeline.dataset_tokenizer(config.data)
+  checkpointer = Checkpointer(run.workdir / 'checkpoints', config.checkpoint, config,
+                              tokenizer.to_json() if tokenizer else None)
   start, state = checkpointer.restore_latest(state_init.with_shardings(run.abstract_state, run.shardings), run.iterator)
   if state is None:
     state = state_init.init_state(run.create_state, run.rng, run.shardings.replace(frozen={}))

@@ -102,14 +102,17 @@ _NON_CLASSIFIERS = {
                        (2, 16), jnp.int32),
     'text_encoder': ({'vocab_size': 10, 'width': 16, 'num_heads': 2, 'num_layers': 1, 'num_classes': 8},
                      (2, 16), jnp.int32),
+    'captioner': ({'vocab_size': 10, 'width': 16, 'num_heads': 2, 'num_layers': 1, 'max_len': 8,
+                   'encoder': {'name': 'vit', 'patch_size': 8, 'width': 8, 'num_heads': 2, 'num_layers': 1}},
+                  (2, 16, 16, 3), jnp.float32),
     'unet': ({'channels': 8, 'groups': 4}, (2, 8, 8, 1), jnp.float32),
     'dcgan_generator': ({'image_shape': (8, 8, 1), 'latent_dim': 16}, (2, 16), jnp.float32),
     'mlp_generator': ({'image_shape': (8, 8, 1), 'latent_dim': 16}, (2, 16), jnp.float32),
     'dcgan_discriminator': ({}, (2, 8, 8, 1), jnp.float32),
     'mlp_discriminator': ({}, (2, 8, 8, 1), jnp.float32),
 }
-# Inputs after the first: the U-Net's timesteps.
-_MORE_INPUTS = {'unet': (jnp.zeros(2, jnp.int32),)}
+# Inputs after the first: the U-Net's timesteps, the captioner's caption ids.
+_MORE_INPUTS = {'unet': (jnp.zeros(2, jnp.int32),), 'captioner': (jnp.zeros((2, 8), jnp.int32),)}
 
 
 @pytest.mark.parametrize('name', models.names())

@@ -8,6 +8,7 @@ import ml_collections
 from train_lib import registry
 from train_lib.errors import ConfigError
 from train_lib.evaluators.base import COMMON_FIELDS, Context, Evaluator, Result
+from train_lib.evaluators.captioning import CaptioningEvaluator
 from train_lib.evaluators.per_example import PerExampleEvaluator
 from train_lib.evaluators.retrieval import RetrievalEvaluator
 from train_lib.evaluators.samples import SamplesEvaluator
@@ -17,6 +18,7 @@ from train_lib.evaluators.zero_shot import ZeroShotEvaluator
 __all__ = ['COMMON_FIELDS', 'EVALUATORS', 'Context', 'Evaluator', 'Result', 'build']
 
 EVALUATORS: dict[str, type[Evaluator]] = {
+    'captioning': CaptioningEvaluator,
     'per_example': PerExampleEvaluator,
     'retrieval': RetrievalEvaluator,
     'samples': SamplesEvaluator,

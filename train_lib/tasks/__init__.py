@@ -4,6 +4,7 @@ import ml_collections
 
 from train_lib import registry
 from train_lib.tasks.base import Task
+from train_lib.tasks.captioning import CaptioningTask
 from train_lib.tasks.classification import ClassificationTask
 from train_lib.tasks.contrastive import ContrastiveTask
 from train_lib.tasks.diffusion import DiffusionTask
@@ -15,6 +16,7 @@ from train_lib.tasks.mae import MAETask
 from train_lib.tasks.simclr import SimCLRTask
 
 TASKS: dict[str, type[Task]] = {
+    'captioning': CaptioningTask,
     'classification': ClassificationTask,
     'contrastive': ContrastiveTask,
     'diffusion': DiffusionTask,

@@ -43,10 +43,7 @@ class LanguageModelTask(base.Task):
 
   def supervised_loss(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, base.Metrics]:
     """(mean cross-entropy over real target tokens, {'accuracy'})."""
-    weights = batch['weights']
-    total = jnp.maximum(weights.sum(), 1.0)
-    loss = (_token_losses(logits, batch['targets']) * weights).sum() / total
-    accuracy = (_token_hits(logits, batch['targets']) * weights).sum() / total
+    loss, accuracy = token_means(logits, batch['targets'], batch['weights'])
     return loss, {'accuracy': accuracy}
 
   def loss(self, params, state, batch, rng):
@@ -56,20 +53,18 @@ class LanguageModelTask(base.Task):
 
   def eval_metrics(self, params, state, batch):
     logits, _ = self.logits(params, state.model_state, batch, train=False)
-    weights = batch['weights']
-    per_window = jnp.maximum(weights.sum(-1), 1.0)
-    return {
-        'loss': (_token_losses(logits, batch['targets']) * weights).sum(-1) / per_window,
-        'accuracy': (_token_hits(logits, batch['targets']) * weights).sum(-1) / per_window,
-    }
+    loss, accuracy = token_means(logits, batch['targets'], batch['weights'], axis=-1)
+    return {'loss': loss, 'accuracy': accuracy}
 
   def eval_weights(self, batch: dict) -> jax.Array:
     return batch['weights'].sum(-1)
 
 
-def _token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-
-
-def _token_hits(logits: jax.Array, targets: jax.Array) -> jax.Array:
-  return (logits.argmax(-1) == targets).astype(jnp.float32)
+def token_means(logits: jax.Array, targets: jax.Array, weights: jax.Array,
+                axis: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """(cross-entropy, argmax accuracy) of logits [..., L, V] against targets [..., L], averaged with
+  `weights` [..., L] over `axis` (None: every token of the batch; -1: each sequence's own)."""
+  total = jnp.maximum(weights.sum(axis), 1.0)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+  hits = (logits.argmax(-1) == targets).astype(jnp.float32)
+  return (losses * weights).sum(axis) / total, (hits * weights).sum(axis) / total
