@@ -2,7 +2,7 @@ r"""CLIP on rendered shapes: does the text tower bind colours to shapes it never
 
   python -m train_lib.main --config=experiments/shapes_clip.py --workdir=/tmp/lamina/shapes_clip
 
-Args: loss=clip|siglip, epochs=N (default 30), tiny=True. The data set (shapes_captions: 48x48
+Args: loss=clip|siglip, epochs=N (default 10), tiny=True. The data set (shapes_captions: 48x48
 scenes of one to three shapes, captioned left to right) holds four colour-shape pairs out of
 training. Towers: a CNN over the image and the text encoder over the caption's words. Evaluators:
 image-text retrieval recall@1 and @5 on the seen-pair test scenes and, next to them, on the
@@ -17,7 +17,7 @@ from input_pipeline.builders import shapes_captions
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, loss='clip', epochs=30.0, tiny=False)
+  arg = common.parse_arg(arg, loss='clip', epochs=10.0, tiny=False)
   config = common.base_config()
   config.data.name = 'shapes_captions'
   config.data.pp_train = 'value_range(0, 1)'

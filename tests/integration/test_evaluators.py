@@ -76,7 +76,7 @@ def test_an_evaluator_runs_on_its_own_split_preprocessing_and_period(workdir):
 
 @pytest.mark.parametrize('evals, message', [
     ({'eval': {'type': 'per_exemple'}},
-     r"evals.eval.type: unknown evaluator type 'per_exemple'; valid evaluator types are \['per_example', 'retrieval', 'samples', 'sparsity', 'zero_shot'\]"),
+     r"evals.eval.type: unknown evaluator type 'per_exemple'; valid evaluator types are \['captioning', 'per_example', 'retrieval', 'samples', 'sparsity', 'zero_shot'\]"),
     ({'eval': {'kind': 'per_example'}}, r'evals.eval needs a type'),
     ({'eval': {'type': 'per_example', 'num': 3}},
      r"evals.eval: unknown key\(s\) \['num'\]; valid keys are \['batch_size', 'every', 'pp', 'split', 'type'\]"),
