@@ -9,10 +9,12 @@ every id but PAD and BOS (`token_log_probs`), which a caption never continues wi
 Beam search (as fairseq's) keeps `beam_size` = K live hypotheses per image. Each step expands
 every one by every token and ranks the expansions; those among the K best that end (EOS, or
 max_len reached) are finished, and the K best that do not end stay live, their cache rows
-gathered from the hypotheses they extend. An image is done once it has K finished hypotheses,
-and the answer is its best: the log-probability divided by GNMT's length penalty
-((5 + length) / 6) ** length_penalty, length counting EOS (0, the default, scores the plain
-log-probability). Width 1 is therefore exactly greedy decoding, and a beam as wide as every
+gathered from the hypotheses they extend. A finished hypothesis scores its log-probability
+divided by GNMT's length penalty ((5 + length) / 6) ** length_penalty, length counting EOS (0, the
+default, scores the plain log-probability). An image is done once it has K finished hypotheses
+and the worst of them scores at least what its best live one could reach at the next step, so a
+short early ending never shuts out the longer caption still on the beam; the answer is its best
+finished hypothesis. Width 1 is therefore exactly greedy decoding, and a beam as wide as every
 expansion finds the best caption of all.
 """
 
@@ -126,7 +128,10 @@ def _beam_fn(model: nn.Module, max_len: int, beam_size: int, alpha: float, kerne
     parent, token = index // vocab, index % vocab
     sequences = jnp.take_along_axis(beams['live'], parent[..., None], axis=1).at[:, :, t].set(token)
     ends = (token == EOS) | (t == max_len - 1)
-    done = beams['finished_scores'][:, -1] > -jnp.inf  # K hypotheses finished already
+    # Done: K finished, the worst of them at least as good as any expansion of the best live one
+    # can score now (log-probabilities only fall; with a length penalty, HF's heuristic bound).
+    best_live = beams['live_scores'][:, 0] / length_penalty_factor(t + 1, alpha)
+    done = beams['finished_scores'][:, -1] >= best_live
     finishing = ends & (jnp.arange(2 * k) < k) & ~done[:, None]
     finished_scores = jnp.concatenate(
         [beams['finished_scores'], jnp.where(finishing, scores / length_penalty_factor(t + 1, alpha), -jnp.inf)], 1)

@@ -159,6 +159,40 @@ def test_a_wide_beam_finds_the_best_caption_of_all(alpha):
     assert scores[-1] <= scores[:-1].max() + 1e-6
 
 
+def _reference_beam(model, params, image: np.ndarray, k: int, max_len: int, alpha: float) -> list[int]:
+  """Beam search on the host from teacher-forced log-probabilities (no cache): expand every live
+  hypothesis, keep the 2K best expansions, finish the ending ones among the K best, and stop adding
+  finished ones once K are in and the worst beats the best live hypothesis's bound."""
+  live, finished = [([], 0.0)], []
+  for t in range(max_len):
+    tokens = np.zeros((len(live), model.max_len), np.int32)
+    for row, (sequence, _) in enumerate(live):
+      tokens[row, :t + 1] = [BOS, *sequence]
+    log_probs = np.asarray(caption_decoding.token_log_probs(
+        _forward(model)(params, np.repeat(image[None], len(live), 0), tokens)))[:, t]
+    expansions = sorted(((score + log_probs[row, token], [*sequence, token])
+                         for row, (sequence, score) in enumerate(live) for token in range(VOCAB)
+                         if np.isfinite(log_probs[row, token])), key=lambda e: -e[0])[:2 * k]
+    penalty = float(caption_decoding.length_penalty_factor(t + 1, alpha))
+    ends = lambda sequence: sequence[-1] == EOS or t == max_len - 1
+    if not (len(finished) == k and finished[-1][0] >= live[0][1] / penalty):
+      finished += [(score / penalty, sequence) for score, sequence in expansions[:k] if ends(sequence)]
+      finished = sorted(finished, key=lambda f: -f[0])[:k]
+    live = [(sequence, score) for score, sequence in expansions if not ends(sequence)][:k]
+  return finished[0][1]
+
+
+@pytest.mark.parametrize('alpha', [0.0, 0.6])
+def test_beam_search_equals_a_host_reference_as_beams_reorder(alpha):
+  model, params = _captioner()
+  images = _images(6, seed=5)
+  for k in (2, 3):
+    out = np.asarray(caption_decoding.beam_search(model, params, images, beam_size=k, max_len=6,
+                                                  length_penalty=alpha))
+    for image, row in zip(images, out):
+      assert _trim(row) == _reference_beam(model, params, image, k, 6, alpha)
+
+
 def test_decoding_checks_its_arguments_before_compiling():
   model, params = _captioner()
   with pytest.raises(ValueError, match=r'max_len must be in \[1, 6\]'):
