@@ -1,11 +1,12 @@
 """Run in a subprocess with forced host devices: trains an experiment (the default one, or
-the Shakespeare GPT) for 20 steps on one mesh and prints its per-step losses and how its
-parameters are sharded, as JSON.
+the Shakespeare GPT) for 20 steps on each mesh given, one after the other, and prints their
+per-step losses and how their parameters are sharded, as JSON keyed by mesh.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_probe.py WORKDIR data=2,fsdp=2,tensor=2 [gpt]
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_probe.py WORKDIR digits data=8 data=2,fsdp=2,tensor=2
 """
 
 import json
+import os
 import sys
 
 import jax
@@ -26,7 +27,7 @@ def _config(experiment: str):
   return small_digits_config(total_steps=20, log_every=1, eval_every=0, **{'checkpoint.every': 0})
 
 
-def main(workdir: str, mesh_arg: str, experiment: str = 'digits') -> None:
+def _probe(workdir: str, mesh_arg: str, experiment: str) -> dict:
   config = _config(experiment)
   config.mesh.data = 1
   for item in mesh_arg.split(','):
@@ -40,11 +41,16 @@ def main(workdir: str, mesh_arg: str, experiment: str = 'digits') -> None:
     return jax.tree_util.keystr(path), {'spec': str(sharding.spec), 'shape': list(leaf.shape),
                                         'shard_shape': list(sharding.shard_shape(leaf.shape))}
   described = jax.tree_util.tree_map_with_path(describe, run.shardings.params, run.abstract_state.params)
-  print(json.dumps({
+  return {
       'losses': [r['train/loss'] for r in read_metrics(workdir)],
       'params': dict(jax.tree.leaves(described, is_leaf=lambda x: isinstance(x, tuple))),
       'devices': jax.device_count(),
-  }))
+  }
+
+
+def main(workdir: str, experiment: str, *mesh_args: str) -> None:
+  print(json.dumps({mesh_arg: _probe(os.path.join(workdir, mesh_arg.replace(',', '_').replace('=', '')), mesh_arg,
+                                     experiment) for mesh_arg in mesh_args}))
 
 
 if __name__ == '__main__':

@@ -43,8 +43,13 @@ def test_a_resumed_gan_equals_an_uninterrupted_one(tmp_path):
 
 @pytest.fixture(scope='module')
 def conditional_diffusion(tmp_path_factory):
+  """A trained class-conditional run for the sample command. Its experiment's three sample
+  evaluators are left out (their sampler compiles were most of its time): the evaluator's guided
+  sampling is test_experiments' fashion_mnist_diffusion run."""
   workdir = str(tmp_path_factory.mktemp('conditional_diffusion'))
-  train_and_evaluate(digits_diffusion.get_config('classifier=,tiny=True,conditional=True'), workdir)
+  config = digits_diffusion.get_config('classifier=,tiny=True,conditional=True')
+  config.evals = {'eval': config.evals.eval}
+  train_and_evaluate(config, workdir)
   return workdir
 
 

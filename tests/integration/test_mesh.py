@@ -11,35 +11,36 @@ import pytest
 from tests.conftest import REPO
 
 
-def _probe(tmp_path, mesh_arg: str, experiment: str = 'digits', devices: int = 8) -> dict:
-  workdir = str(tmp_path / mesh_arg.replace(',', '_').replace('=', ''))
+def _probe(tmp_path, experiment: str, *mesh_args: str, devices: int = 8) -> dict:
+  """mesh_probe.py's runs of `experiment` on each of `mesh_args`, one after the other in one process."""
   result = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tests', 'mesh_probe.py'), workdir, mesh_arg, experiment], cwd=REPO,
+      [sys.executable, os.path.join(REPO, 'tests', 'mesh_probe.py'), str(tmp_path), experiment, *mesh_args], cwd=REPO,
       capture_output=True, text=True, timeout=600,
       env={**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'})
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+MESHES = {'data=8': (), 'fsdp=8': ('fsdp',), 'data=2,fsdp=2,tensor=2': ('fsdp', 'tensor')}
+
+
 @pytest.fixture(scope='module')
 def single_device_losses(tmp_path_factory):
   """The reference: one device, no mesh to speak of."""
-  workdir = str(tmp_path_factory.mktemp('one'))
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'mesh_probe.py'), workdir, 'data=1'],
-                          cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, 'PYTHONPATH': REPO})
-  assert result.returncode == 0, result.stderr[-3000:]
-  probe = json.loads(result.stdout.strip().splitlines()[-1])
+  probe = _probe(tmp_path_factory.mktemp('one'), 'digits', 'data=1', devices=1)['data=1']
   assert probe['devices'] == 1
   return probe['losses']
 
 
-@pytest.mark.parametrize('mesh_arg, sharded_over', [
-    ('data=8', ()),
-    ('fsdp=8', ('fsdp',)),
-    ('data=2,fsdp=2,tensor=2', ('fsdp', 'tensor')),
-])
-def test_losses_match_one_device_and_params_are_sharded(tmp_path, single_device_losses, mesh_arg, sharded_over):
-  probe = _probe(tmp_path, mesh_arg)
+@pytest.fixture(scope='module')
+def eight_device_probes(tmp_path_factory):
+  """The default experiment on each of MESHES, all in one process of 8 devices."""
+  return _probe(tmp_path_factory.mktemp('eight'), 'digits', *MESHES)
+
+
+@pytest.mark.parametrize('mesh_arg', list(MESHES))
+def test_losses_match_one_device_and_params_are_sharded(single_device_losses, eight_device_probes, mesh_arg):
+  probe, sharded_over = eight_device_probes[mesh_arg], MESHES[mesh_arg]
   assert probe['devices'] == 8
   assert len(probe['losses']) == 20
   np.testing.assert_allclose(probe['losses'], single_device_losses, rtol=1e-5)
@@ -52,8 +53,8 @@ def test_losses_match_one_device_and_params_are_sharded(tmp_path, single_device_
 
 @pytest.mark.slow
 def test_gpt_losses_match_one_device_under_fsdp_and_tensor_parallelism(tmp_path):
-  one = _probe(tmp_path / 'one', 'data=1', 'gpt', devices=1)
-  probe = _probe(tmp_path, 'fsdp=4,tensor=2', 'gpt')
+  one = _probe(tmp_path / 'one', 'gpt', 'data=1', devices=1)['data=1']
+  probe = _probe(tmp_path / 'eight', 'gpt', 'fsdp=4,tensor=2')['fsdp=4,tensor=2']
   assert probe['devices'] == 8 and len(probe['losses']) == 20
   np.testing.assert_allclose(probe['losses'], one['losses'], rtol=1e-5)
   split = {path: p['spec'] for path, p in probe['params'].items() if p['shard_shape'] != p['shape']}

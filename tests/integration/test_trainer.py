@@ -98,21 +98,29 @@ def test_nan_loss_stops_the_run_and_names_the_step(workdir):
   assert os.listdir(os.path.join(workdir, 'checkpoints')) == []  # no NaN state was saved
 
 
-def test_several_steps_per_call_equal_single_steps(tmp_path):
-  kw = {'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
-  single = train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'k1'))
-  fused = train_and_evaluate(small_digits_config(steps_per_call=5, **kw), str(tmp_path / 'k5'))
-  a, b = read_metrics(str(tmp_path / 'k1')), read_metrics(str(tmp_path / 'k5'))
+# 20 steps, evaluated and saved at the end only: the run the variants below are compared with.
+TWENTY_STEPS = {'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
+
+
+@pytest.fixture(scope='module')
+def twenty_steps(tmp_path_factory):
+  """(workdir, final metrics) of small_digits_config(**TWENTY_STEPS), trained once for the tests that read it."""
+  workdir = str(tmp_path_factory.mktemp('twenty_steps'))
+  return workdir, train_and_evaluate(small_digits_config(**TWENTY_STEPS), workdir)
+
+
+def test_several_steps_per_call_equal_single_steps(tmp_path, twenty_steps):
+  workdir, single = twenty_steps
+  fused = train_and_evaluate(small_digits_config(steps_per_call=5, **TWENTY_STEPS), str(tmp_path / 'k5'))
+  a, b = read_metrics(workdir), read_metrics(str(tmp_path / 'k5'))
   assert [r['step'] for r in a] == [r['step'] for r in b] == [10, 20]
   np.testing.assert_allclose([r['train/loss'] for r in a], [r['train/loss'] for r in b], rtol=1e-5)
   assert single['eval/accuracy'] == pytest.approx(fused['eval/accuracy'], abs=1 / 360)
 
 
-def test_grain_worker_processes_feed_the_same_batches(tmp_path):
-  kw = {'total_steps': 20, 'eval_every': 0, 'checkpoint.every': 0}
-  train_and_evaluate(small_digits_config(**kw), str(tmp_path / 'inline'))
-  train_and_evaluate(small_digits_config(**{'data.worker_count': 1}, **kw), str(tmp_path / 'worker'))
-  inline, worker = read_metrics(str(tmp_path / 'inline')), read_metrics(str(tmp_path / 'worker'))
+def test_grain_worker_processes_feed_the_same_batches(tmp_path, twenty_steps):
+  train_and_evaluate(small_digits_config(**{'data.worker_count': 1}, **TWENTY_STEPS), str(tmp_path / 'worker'))
+  inline, worker = read_metrics(twenty_steps[0]), read_metrics(str(tmp_path / 'worker'))
   assert [r['train/loss'] for r in inline] == [r['train/loss'] for r in worker]
 
 
@@ -127,8 +135,8 @@ def test_dry_run_compiles_reports_and_trains_nothing(workdir, caplog):
   assert not os.path.exists(os.path.join(workdir, 'metrics.jsonl'))
 
 
-def test_mfu_is_logged(workdir):
-  train_and_evaluate(small_digits_config(total_steps=20, eval_every=0, **{'checkpoint.every': 0}), workdir)
+def test_mfu_is_logged(twenty_steps):
+  workdir, _ = twenty_steps
   record = read_metrics(workdir)[-1]
   assert 0 < record['perf/mfu'] < 1
   assert record['perf/model_flops_per_step'] > 1e7

@@ -35,8 +35,9 @@ def _batch(n: int = 6) -> dict:
 
 
 def _state(task, batch) -> tuple[dict, TrainState]:
-  # Compiled: eager init and apply of three towers, op by op, is several times slower.
-  variables = dict(nn.meta.unbox(jax.jit(task.init_variables)(jax.random.key(0), batch)))
+  # Compiled: eager init and apply of three towers, op by op, is several times slower; with an
+  # rbg key, as XLA:CPU compiles threefry's random bits several times slower.
+  variables = dict(nn.meta.unbox(jax.jit(task.init_variables)(jax.random.key(0, impl='rbg'), batch)))
   params = variables.pop('params')
   return params, TrainState(step=0, params=params, opt_state=None, model_state=variables, frozen={},
                             ema_params=None, rng=None)
@@ -47,7 +48,7 @@ def test_the_loss_is_the_mean_of_every_pairs_loss(loss):
   task = _task(loss=loss)
   batch = _batch()
   params, state = _state(task, batch)
-  total, (_, metrics) = jax.jit(task.loss)(params, state, batch, jax.random.key(1))
+  total, (_, metrics) = jax.jit(task.loss)(params, state, batch, jax.random.key(1, impl='rbg'))
   embeddings, _ = jax.jit(lambda p, b: task.embed(p, {}, b, train=False))(params, batch)
   log_scale = params['contrastive']['log_scale']
   pair_losses = []
@@ -66,7 +67,7 @@ def test_clips_logit_scale_stops_at_100():
   task = _task(init_log_scale=6.0)
   batch = _batch()
   params, state = _state(task, batch)
-  _, (_, metrics) = jax.jit(task.loss)(params, state, batch, jax.random.key(1))
+  _, (_, metrics) = jax.jit(task.loss)(params, state, batch, jax.random.key(1, impl='rbg'))
   assert metrics['temperature'] == pytest.approx(0.01, rel=1e-6)
 
 

@@ -31,9 +31,13 @@ def _batch():
           'label': jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
 
 
+def _key(seed: int) -> jax.Array:
+  # XLA:CPU compiles threefry's random bits several times slower than rbg's.
+  return jax.random.key(seed, impl='rbg')
+
+
 def _state(task, tx, batch):
-  return jax.jit(lambda r: nn.meta.unbox(state_init.boxed_state_fn(task, tx, batch, use_ema=False)(r)))(
-      jax.random.key(0))
+  return jax.jit(lambda r: nn.meta.unbox(state_init.boxed_state_fn(task, tx, batch, use_ema=False)(r)))(_key(0))
 
 
 def _close(got, want, atol=1e-6):
@@ -47,22 +51,24 @@ def test_one_step_updates_discriminator_then_generator_each_by_its_own_optimizer
   tx = task.make_optimizer(100)
   batch = _batch()
   state = _state(task, tx, batch)
-  rng = jax.random.key(1)
+  rng = _key(1)
   new, metrics = jax.jit(lambda s: task.train_step(s, batch, rng, tx, 1))(state)
 
+  # The expected updates are computed apart from the step, each compiled (eager, op by op, they
+  # were most of the test's time).
   # The discriminator: plain SGD at 0.1 on its loss against the fakes of the step's first key.
   d_rng, g_rng = jax.random.split(rng)
   real = task.to_model(batch['image'])
-  fake, _ = task._fakes(state.params, state.model_state, d_rng, None, 16, train=True)
-  d_grads = jax.grad(task._d_loss, has_aux=True)(state.params['discriminator'], state.params, state.model_state, real,
-                                                 fake, None)[0]
+  fake, _ = jax.jit(lambda p, s: task._fakes(p, s, d_rng, None, 16, train=True))(state.params, state.model_state)
+  d_grads = jax.jit(lambda d, p, s: jax.grad(task._d_loss, has_aux=True)(d, p, s, real, fake, None)[0])(
+      state.params['discriminator'], state.params, state.model_state)
   _close(new.params['discriminator'], jax.tree.map(lambda p, g: p - 0.1 * g, state.params['discriminator'], d_grads))
 
   # The generator: Adam's first step (lr g / (|g| + eps)) on its loss against the updated discriminator;
   # where g is near 0 that ratio is rounding-sensitive, hence atol 10% of lr.
   after_d = state.replace(params={**state.params, 'discriminator': new.params['discriminator']})
-  g_grads = jax.grad(task._g_loss, has_aux=True)(after_d.params['generator'], after_d.params, after_d.model_state,
-                                                 g_rng, None, 16)[0]
+  g_grads = jax.jit(lambda g, p, s: jax.grad(task._g_loss, has_aux=True)(g, p, s, g_rng, None, 16)[0])(
+      after_d.params['generator'], after_d.params, after_d.model_state)
   _close(new.params['generator'], jax.tree.map(lambda p, g: p - 1e-3 * g / (jnp.abs(g) + 1e-8),
                                                state.params['generator'], g_grads), atol=1e-4)
   assert {'d_loss', 'g_loss', 'd_real', 'd_fake'} <= set(metrics)
@@ -89,13 +95,13 @@ def test_conditional_spectral_norm_gan_trains_a_step():
   tx = task.make_optimizer(100)
   batch = _batch()
   state = _state(task, tx, batch)
-  new, metrics = jax.jit(lambda s: task.train_step(s, batch, jax.random.key(1), tx, 1))(state)
+  new, metrics = jax.jit(lambda s: task.train_step(s, batch, _key(1), tx, 1))(state)
   assert np.isfinite(float(metrics['loss']))
   # The power iteration's vectors live in batch_stats and move when the discriminator trains.
   u_before = state.model_state['batch_stats']['discriminator']
   u_after = new.model_state['batch_stats']['discriminator']
   assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), u_before, u_after)))
-  images = task.generate(new.params, new, jax.random.key(2), jnp.arange(10) % 10, 10, None)
+  images = task.generate(new.params, new, _key(2), jnp.arange(10) % 10, 10, None)
   assert images.shape == (10, 8, 8, 1) and float(images.min()) >= 0.0 and float(images.max()) <= 1.0
 
 

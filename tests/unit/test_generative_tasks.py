@@ -20,11 +20,19 @@ def _task(arg: str = ''):
   return tasks.get(digits_diffusion.get_config(f'classifier=,tiny=True{"," + arg if arg else ""}'), DIGITS)
 
 
+def _key(seed: int) -> jax.Array:
+  return jax.random.key(seed, impl='rbg')
+
+
 def _state(task, scale: float):
   batch = {'image': jnp.zeros((2, 8, 8, 1)), 'label': jnp.zeros((2,), jnp.int32)}
-  variables = nn.meta.unbox(task.init_variables(jax.random.key(0), batch))
-  # A random network, not a zero-output one (the U-Net's output layer starts at zero).
-  params = jax.tree.map(lambda p: p + scale * jax.random.normal(jax.random.key(1), p.shape), variables['params'])
+  # Compiled, with rbg keys: an eager init compiles every op it meets, and XLA:CPU compiles
+  # threefry's random bits several times slower than rbg's.
+  variables = nn.meta.unbox(jax.jit(task.init_variables)(_key(0), batch))
+  # A random network, not a zero-output one (the U-Net's output layer starts at zero); numpy's
+  # noise compiles nothing.
+  noise = np.random.default_rng(1)
+  params = jax.tree.map(lambda p: p + scale * noise.standard_normal(p.shape, np.float32), variables['params'])
   return params, TrainState(step=0, params=params, opt_state=None, model_state={}, frozen={}, ema_params=None, rng=None)
 
 
@@ -60,7 +68,7 @@ def test_guidance_extrapolates_from_the_unconditional_prediction():
   task = _task('conditional=True,prediction=v')
   params, state = _state(task, scale=0.01)
   labels = jnp.arange(4) % 10
-  draw = lambda **kw: task.generate(params, state, jax.random.key(2), labels, 4,
+  draw = lambda **kw: task.generate(params, state, _key(2), labels, 4,
                                     task.sampler({'steps': 1, 'clip_x0': False, **kw}, where='test'))
   plain, unconditional, one, three = draw(), draw(guidance=0.0), draw(guidance=1.0), draw(guidance=3.0)
   np.testing.assert_array_equal(plain, one)

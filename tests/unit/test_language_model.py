@@ -162,7 +162,10 @@ def test_bfloat16_attention_stays_close_to_float32():
 def _lm(positions: str) -> tuple[TransformerLM, dict]:
   model = TransformerLM(vocab_size=13, width=32, num_layers=2, num_heads=4, num_kv_heads=2, max_len=10,
                         positions=positions)
-  params = nn.meta.unbox(model.init(jax.random.PRNGKey(1), jnp.zeros((1, 10), jnp.int32), train=False)['params'])
+  # Compiled, with an rbg key: an eager init compiles every op it meets, and XLA:CPU compiles
+  # threefry's random bits several times slower than rbg's.
+  params = jax.jit(lambda x: nn.meta.unbox(model.init(jax.random.key(1, impl='rbg'), x, train=False)['params']))(
+      jnp.zeros((1, 10), jnp.int32))
   # Sharpen the random model so different logits give different tokens.
   return model, jax.tree.map(lambda p: 8 * p if p.ndim > 1 else p, params)
 
