@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from flax.core import FrozenDict
 
 from models import layers, moe, routing
 
@@ -171,3 +172,69 @@ def test_bad_fields_fail_at_construction():
     _layer(dispatch='dense')
   with pytest.raises(ValueError, match='top_k'):
     _layer(top_k=5)
+
+
+def test_flops_count_the_experts_a_token_uses():
+  from train_lib import accounting
+  tokens, k, experts = 24, 2, 8
+  x = _x((2, tokens // 2, WIDTH))
+  active = 2 * tokens * k * 3 * WIDTH * MLP_DIM  # SwiGLU: up, gate, down
+  router = 2 * tokens * WIDTH * experts
+  combine = 2 * tokens * k * WIDTH  # the routing-weighted sum of a token's experts' outputs
+  for dispatch, factor in (('dropless', 1.0), ('capacity', 1.0), ('capacity', 2.0)):
+    layer = _layer(num_experts=experts, top_k=k, dispatch=dispatch, capacity_factor=factor)
+    params = _init(layer, x)
+    forward = accounting.matmul_flops(lambda p: layer.apply({'params': p}, x), params)
+    # Capacity buffers are computed whole: factor x the active products (12 tokens x 2 / 8 = 3 slots exactly).
+    assert forward == pytest.approx(router + combine + factor * active)
+    grad = jax.grad(lambda p, x: jnp.sum(layer.apply({'params': p}, x) * x), argnums=(0, 1))
+    backward = accounting.matmul_flops(grad, params, x)
+    assert backward == pytest.approx(3 * (router + combine + factor * active))
+
+
+def _lm(**moe_fields):
+  from models.transformer import TransformerLM
+  return TransformerLM(vocab_size=11, width=16, num_layers=4, num_heads=2, max_len=12, mlp='swiglu',
+                       moe=FrozenDict({'num_experts': 4, 'top_k': 2, 'every': 2, **moe_fields}))
+
+
+def test_every_nth_transformer_block_is_moe_and_sows_its_losses_and_metrics():
+  from train_lib import sown
+  model = _lm(mlp_dim=8)
+  tokens = jnp.arange(24).reshape(2, 12) % 11
+  params = sown.strip(model.init(jax.random.PRNGKey(0), tokens, train=False))['params']
+  assert sorted(params['block_1']['mlp']) == ['down', 'gate', 'router', 'up']
+  assert params['block_3']['mlp']['up'].value.shape == (4, 16, 8)
+  assert 'router' not in params['block_0']['mlp'] and 'router' not in params['block_2']['mlp']
+  logits, state, aux_loss, metrics = sown.apply(model, {'params': params}, tokens, train=True,
+                                                rngs={'dropout': jax.random.PRNGKey(1)})
+  assert logits.shape == (2, 12, 11) and state == {}
+  blocks = [f'block_{i}/mlp' for i in (1, 3)]
+  expected = {'aux_loss'} | {f'{b}/{k}' for b in blocks for k in
+                             ('dropped', 'load_balance', 'z_loss', 'load_max_over_mean', 'load_0', 'load_1',
+                              'load_2', 'load_3')}
+  assert set(metrics) == expected
+  weighted = sum(1e-2 * metrics[f'{b}/load_balance'] + 1e-3 * metrics[f'{b}/z_loss'] for b in blocks)
+  np.testing.assert_allclose(aux_loss, weighted, rtol=1e-6)
+  np.testing.assert_allclose(sum(metrics[f'block_1/mlp/load_{i}'] for i in range(4)), 1.0, rtol=1e-6)
+  with pytest.raises(ValueError, match='moe: unknown keys'):
+    _lm(experts=3)
+  with pytest.raises(ValueError, match='dispatch'):
+    _lm(dispatch='dense')
+
+
+@pytest.mark.parametrize('dispatch', moe.DISPATCHES)
+def test_kv_cache_sampling_matches_recomputing_the_window(dispatch):
+  """Greedy tokens from train_lib.sampling (prefill + cached steps) equal re-running the whole
+  sequence for every token; capacity dispatch with room for every token drops none either way."""
+  from train_lib import sampling
+  model = _lm(dispatch=dispatch, capacity_factor=2.0)
+  prompt = np.array([3, 1, 4, 1, 5])
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 12), jnp.int32), train=False)['params']
+  params = jax.tree.map(lambda p: p * 5, nn.unbox(params))
+  generated = sampling.generate(model, params, [prompt], max_new_tokens=6, temperature=0.0)[0]
+  sequence = list(prompt)
+  for _ in range(6):
+    logits = model.apply({'params': params}, jnp.array([sequence]), train=False)
+    sequence.append(int(logits[0, -1].argmax()))
+  np.testing.assert_array_equal(generated, sequence[len(prompt):])
