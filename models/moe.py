@@ -15,8 +15,8 @@ output is the routing-weighted sum of its experts' outputs. Two dispatches compu
             (a grouped matmul). Exact, but on CPU XLA lowers ragged_dot to a masked dense
             product whose cost grows with the number of experts; on GPU/TPU it is grouped.
 
-Expert parallelism: the capacity buffers are constrained to logical axes ('expert_groups',
-'expert', ...). With `expert` mapped to a mesh axis and the batch split over it as well (the
+Expert parallelism: the capacity buffers [expert, group, slot, embed] are constrained to
+logical axes ('expert', 'expert_groups', ...). With `expert` mapped to a mesh axis and the batch split over it as well (the
 default rules), moving tokens from their batch shard to their expert's device is an
 all-to-all that XLA's partitioner inserts, and back again after the experts.
 
@@ -147,21 +147,23 @@ class MoeMlp(nn.Module):
     num_experts, slots = self.num_experts, capacity(groups.shape[1], self.top_k, self.num_experts,
                                                      self.capacity_factor)
     slot = jax.vmap(lambda e: buffer_slots(e, num_experts, slots))(routed.experts)  # [G, S, k]
-    buffers = jax.vmap(lambda x, s: dispatch(x, s, num_experts, slots))(groups, slot)  # [G, X, C, E]
-    buffers = nn.with_logical_constraint(buffers, ('expert_groups', 'expert', None, None))
+    buffers = jax.vmap(lambda x, s: dispatch(x, s, num_experts, slots), out_axes=1)(groups, slot)  # [X, G, C, E]
+    # Expert-major, so the expert axis is the matmuls' leading batch axis: XLA:CPU has no
+    # bf16 x bf16 -> f32 dot with a free axis ahead of the batch axis.
+    buffers = nn.with_logical_constraint(buffers, ('expert', 'expert_groups', None, None))
 
     def matmul(spec, a, name):
       y = kernels.einsum(spec, a, w[name], self.dtype)
       if f'{name}_bias' in w:
-        y = y + jnp.asarray(w[f'{name}_bias'], y.dtype)[None, :, None, :]
+        y = y + jnp.asarray(w[f'{name}_bias'], y.dtype)[:, None, None, :]
       return y
 
-    up = matmul('gxcd,xdf->gxcf', buffers, 'up')
-    gate = matmul('gxcd,xdf->gxcf', buffers, 'gate') if self.kind == 'swiglu' else None
-    hidden = nn.with_logical_constraint(self._activate(up, gate), ('expert_groups', 'expert', None, 'mlp'))
-    out = matmul('gxcf,xfd->gxcd', hidden, 'down')
-    out = nn.with_logical_constraint(out, ('expert_groups', 'expert', None, None))
-    tokens = jax.vmap(combine)(out, slot, routed.weights)
+    up = matmul('xgcd,xdf->xgcf', buffers, 'up')
+    gate = matmul('xgcd,xdf->xgcf', buffers, 'gate') if self.kind == 'swiglu' else None
+    hidden = nn.with_logical_constraint(self._activate(up, gate), ('expert', 'expert_groups', None, 'mlp'))
+    out = matmul('xgcf,xfd->xgcd', hidden, 'down')
+    out = nn.with_logical_constraint(out, ('expert', 'expert_groups', None, None))
+    tokens = jax.vmap(combine, in_axes=(1, 0, 0))(out, slot, routed.weights)
     dropped = jnp.mean((slot == num_experts * slots).astype(jnp.float32))
     return nn.with_logical_constraint(tokens, ('batch', 'length', 'embed')), dropped
 

@@ -76,7 +76,8 @@ def test_capacity_equals_dropless_when_nothing_is_dropped(kind):
   grads = [jax.grad(lambda p, l=l: jnp.sum(l.apply({'params': p}, x) ** 2))(params)
            for l in (capacity_layer, capacity_layer.clone(dispatch='dropless'))]
   for got, want in zip(*map(jax.tree.leaves, grads)):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # Sums of terms near 30 that cancel: float32 rounding relative to the largest gradient.
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
 
 
 def test_buffer_slots_rank_assignments_in_token_order():
