@@ -10,22 +10,38 @@ outputs are those of the plain block.
 and `models.vit.ViT` subclass it and add their own embedding and head, so the
 blocks are one piece of code. Weights start like GPT-2: normal(0.02), with the
 projections back into the residual stream scaled by 1/sqrt(2 * num_layers).
+
+`moe` (a mapping, see MOE_DEFAULTS) makes every `every`-th block's MLP a sparse
+Mixture-of-Experts layer (models/moe.py); the other blocks keep the dense MLP.
 """
 
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from flax.core import FrozenDict
 from flax.typing import Dtype
 
 import kernels
-from models import attention, layers
+from models import attention, layers, moe as moe_lib
 
 MLPS = ('gelu', 'swiglu')
 POSITIONS = ('learned', 'rotary')
 INIT_STD = 0.02
+# The keys of TransformerStack.moe and their defaults. num_experts and top_k have none.
+MOE_DEFAULTS = {
+    'every': 1,  # block i is MoE when (i + 1) % every == 0: 1 = all, 2 = blocks 1, 3, ...
+    'mlp_dim': None,  # each expert's hidden width; None: the stack's mlp_dim
+    'capacity_factor': 1.25,
+    'dispatch': 'capacity',  # or 'dropless' (models/moe.py)
+    'router': 'softmax_topk',  # or 'topk_softmax'
+    'router_noise': 0.0,
+    'load_balance_weight': 1e-2,
+    'z_loss_weight': 1e-3,
+}
 
 
 class MlpBlock(nn.Module):
@@ -74,6 +90,7 @@ class TransformerBlock(nn.Module):
   dtype: Dtype
   param_dtype: Dtype
   cross_attention: bool = False
+  moe: Mapping[str, Any] | None = None  # this block's MoeMlp fields; None: the dense MlpBlock
 
   @nn.compact
   def __call__(self, x: jax.Array, positions: jax.Array | None, *, train: bool,
@@ -92,7 +109,11 @@ class TransformerBlock(nn.Module):
       h = attention.MultiHeadAttention(cross=True, causal=False, name='cross_attention', **heads)(h, memory=memory)
       x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
     h = layers.norm(self.norm, use_bias=self.use_bias, name='mlp_norm', **precision)(x)
-    h = MlpBlock(self.mlp_dim, self.mlp, self.use_bias, out_init, name='mlp', **precision)(h)
+    if self.moe:
+      h = moe_lib.MoeMlp(kind=self.mlp, use_bias=self.use_bias, out_init=out_init, name='mlp', **self.moe,
+                         **precision)(h, train=train)
+    else:
+      h = MlpBlock(self.mlp_dim, self.mlp, self.use_bias, out_init, name='mlp', **precision)(h)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
@@ -109,6 +130,7 @@ class TransformerStack(nn.Module):
   norm: str = 'layernorm'
   use_bias: bool = False
   dropout: float = 0.0
+  moe: Mapping[str, Any] | None = None  # num_experts, top_k and MOE_DEFAULTS' keys; None: dense
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -117,7 +139,30 @@ class TransformerStack(nn.Module):
     layers.check_choice('norm', self.norm, layers.NORMS)
     if self.width % self.num_heads:
       raise ValueError(f'width={self.width} must be a multiple of num_heads={self.num_heads}')
+    if self.moe is not None:
+      unknown = sorted(set(self.moe) - {'num_experts', 'top_k', *MOE_DEFAULTS})
+      missing = sorted({'num_experts', 'top_k'} - set(self.moe))
+      if unknown or missing:
+        raise ValueError(f'moe: unknown keys {unknown}, missing keys {missing}; valid keys: num_experts, top_k, '
+                         f'{", ".join(MOE_DEFAULTS)}')
+      moe_lib.MoeMlp(kind=self.mlp, use_bias=self.use_bias, out_init=nn.initializers.zeros_init(),
+                     dtype=self.dtype, param_dtype=self.param_dtype, parent=None,
+                     **self._moe_fields())  # checks the values before anything is traced
     super().__post_init__()
+
+  def _moe_fields(self) -> FrozenDict:
+    fields = {**MOE_DEFAULTS, **self.moe}
+    every = fields.pop('every')
+    if not isinstance(every, int) or every < 1:
+      raise ValueError(f'moe.every must be an integer >= 1, got {every!r}')
+    fields['mlp_dim'] = fields['mlp_dim'] or self.mlp_dim or 4 * self.width
+    return FrozenDict(fields)
+
+  def moe_fields(self, block: int) -> FrozenDict | None:
+    """Block `block`'s MoeMlp fields, or None where that block is dense."""
+    if not self.moe or (block + 1) % self.moe.get('every', MOE_DEFAULTS['every']):
+      return None
+    return self._moe_fields()
 
   def blocks(self, x: jax.Array, positions: jax.Array | None, *, train: bool, causal: bool, use_rotary: bool,
              decode: bool = False, cross_attention: bool = False, memory: jax.Array | None = None) -> jax.Array:
@@ -129,7 +174,7 @@ class TransformerStack(nn.Module):
           mlp_dim=self.mlp_dim or 4 * self.width, mlp=self.mlp, norm=self.norm, causal=causal,
           use_rotary=use_rotary, use_bias=self.use_bias, dropout=self.dropout, num_layers=self.num_layers,
           decode=decode, dtype=self.dtype, param_dtype=self.param_dtype, cross_attention=cross_attention,
-          name=f'block_{i}')(x, positions, train=train, memory=memory)
+          moe=self.moe_fields(i), name=f'block_{i}')(x, positions, train=train, memory=memory)
     return layers.norm(self.norm, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                        name='final_norm')(x)
 

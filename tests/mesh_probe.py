@@ -1,6 +1,7 @@
-"""Run in a subprocess with forced host devices: trains an experiment (the default one, or
-the Shakespeare GPT) for 20 steps on each mesh given, one after the other, and prints their
-per-step losses and how their parameters are sharded, as JSON keyed by mesh.
+"""Run in a subprocess with forced host devices: trains an experiment (the default one 'digits',
+the Shakespeare GPT 'gpt', or the Shakespeare MoE with capacity or dropless dispatch, 'moe' and
+'moe_dropless') for 20 steps (the MoE 10) on each mesh given, one after the other, and prints
+their per-step losses and how their parameters are sharded, as JSON keyed by mesh.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/mesh_probe.py WORKDIR digits data=8 data=2,fsdp=2,tensor=2
 """
@@ -11,7 +12,7 @@ import sys
 
 import jax
 
-from experiments import shakespeare_gpt
+from experiments import shakespeare_gpt, shakespeare_moe
 from tests.conftest import small_digits_config
 from train_lib import trainer
 from train_lib.metric_writer import read_metrics
@@ -22,6 +23,14 @@ def _config(experiment: str):
     # float32: bf16 roundings depend on how the work is split, and the test compares to 1e-5.
     config = shakespeare_gpt.get_config('steps_per_call=1,compute_dtype=float32')
     config.update({'total_steps': 20, 'log_every': 1, 'eval_every': 0})
+    config.checkpoint.every = 0
+    return config
+  if experiment in ('moe', 'moe_dropless'):
+    dispatch = 'dropless' if experiment == 'moe_dropless' else 'capacity'
+    # Four experts, so four devices on the expert axis hold one each; float32 as above.
+    config = shakespeare_moe.get_config(f'experts=4,top_k=2,dispatch={dispatch},steps_per_call=1,'
+                                        'compute_dtype=float32')
+    config.update({'total_steps': 10, 'log_every': 1, 'eval_every': 0})
     config.checkpoint.every = 0
     return config
   return small_digits_config(total_steps=20, log_every=1, eval_every=0, **{'checkpoint.every': 0})

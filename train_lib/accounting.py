@@ -61,6 +61,14 @@ def _jaxpr_flops(jaxpr) -> float:
       lhs, rhs = (v.aval.shape for v in eqn.invars)
       shared = np.prod([rhs[d] for d in (*rhs_contract, *rhs_batch)])
       total += 2.0 * np.prod(lhs) * np.prod(rhs) / shared
+    elif name == 'ragged_dot_general':
+      # A grouped matmul (MoE dropless dispatch): each row meets one group's matrix, so it
+      # counts the products of the rows' own groups, not every group's (what it would cost dense).
+      dims = eqn.params['ragged_dot_dimension_numbers']
+      (_, rhs_contract), (_, rhs_batch) = dims.dot_dimension_numbers
+      lhs, rhs = (v.aval.shape for v in eqn.invars[:2])
+      shared = np.prod([rhs[d] for d in (*rhs_contract, *rhs_batch, *dims.rhs_group_dimensions)])
+      total += 2.0 * np.prod(lhs) * np.prod(rhs) / shared
     elif name == 'conv_general_dilated':
       rhs = eqn.invars[1].aval.shape
       rhs_spec = eqn.params['dimension_numbers'].rhs_spec  # (out features, in features, *spatial)

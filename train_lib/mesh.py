@@ -11,9 +11,13 @@ from train_lib.errors import ConfigError
 
 MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
 
-# Logical names used by models/ -> mesh axes. None replicates.
+# Logical names used by models/ -> mesh axes. None replicates. The batch is split over the
+# `expert` axis too, so only MoE layers tell its devices apart: their expert buffers are
+# split by expert over it and by routing group ('expert_groups') over the other batch axes,
+# and moving tokens between the two layouts is an all-to-all (models/moe.py).
 DEFAULT_RULES = (
-    ('batch', ('data', 'fsdp')),
+    ('batch', ('data', 'fsdp', 'expert')),
+    ('expert_groups', ('data', 'fsdp')),
     ('embed', 'fsdp'),
     ('mlp', 'tensor'),
     ('heads', 'tensor'),

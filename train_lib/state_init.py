@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from train_lib import sown
 from train_lib.errors import ConfigError
 from train_lib.optimizers import Optimizer
 from train_lib.tasks.base import Task
@@ -25,7 +26,7 @@ def boxed_state_fn(task: Task, tx: Optimizer, sample_batch: dict,
 
   def create(rng: jax.Array) -> TrainState:
     init_rng, run_rng = jax.random.split(rng)
-    variables = dict(task.init_variables(init_rng, sample_batch))
+    variables = sown.strip(task.init_variables(init_rng, sample_batch))
     params = variables.pop('params')
     return TrainState(
         step=jnp.zeros((), jnp.int32),

@@ -74,7 +74,7 @@ def test_mesh_and_batch_sharding_on_this_host():
   assert m.axis_names == mesh.MESH_AXES
   assert mesh.data_parallel_size(m, mesh.DEFAULT_RULES) == len(jax.devices())
   assert mesh.batch_sharding(m, mesh.DEFAULT_RULES, leading_dims=1).spec == jax.sharding.PartitionSpec(
-      None, ('data', 'fsdp'))
+      None, ('data', 'fsdp', 'expert'))
 
 
 def test_metric_writer_truncates_records_past_the_resume_step(tmp_path):

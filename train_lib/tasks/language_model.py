@@ -4,6 +4,8 @@ Batches come from `input_pipeline.token_windows`: `inputs` and `targets` [B, L]
 int32 and `weights` [B, L] (0 for padding past the end of the text). The loss is
 the mean cross-entropy over real target tokens; evaluation weights each window by
 its real tokens, so eval/loss is the mean over every validation token exactly once.
+What the model sows (an MoE router's auxiliary losses, train_lib/sown.py) joins the
+training loss, and its metrics (expert loads, dropped fraction) the train metrics.
 """
 
 import jax
@@ -11,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from train_lib import sown
 from train_lib.tasks import base
 from train_lib.tasks.classification import build_model
 
@@ -47,9 +50,10 @@ class LanguageModelTask(base.Task):
     return loss, {'accuracy': accuracy}
 
   def loss(self, params, state, batch, rng):
-    logits, model_state = self.logits(params, state.model_state, batch, train=True, rng=rng)
+    logits, model_state, aux_loss, sown_metrics = sown.apply(
+        self.model, {'params': params, **state.model_state}, self.inputs(batch), train=True, rngs={'dropout': rng})
     loss, metrics = self.supervised_loss(logits, batch)
-    return loss, (model_state, metrics)
+    return loss + aux_loss, ({**state.model_state, **model_state}, {**metrics, **sown_metrics})
 
   def eval_metrics(self, params, state, batch):
     logits, _ = self.logits(params, state.model_state, batch, train=False)
