@@ -61,10 +61,15 @@ def choose(experiment: str, arg: str, value: str, variants: Mapping[str, Any]) -
 
 
 def shrink_for_tiny(config: ml_collections.ConfigDict, *, steps: int = 6, batch_size: int = 32,
-                    eval_split: str | None = None) -> None:
-  """Makes any experiment run in seconds: few small steps, log/checkpoint/eval at the end (on `eval_split` if given)."""
+                    eval_split: str | None = None, evaluator_examples: int | None = None) -> None:
+  """Makes any experiment run in seconds: few small steps, log/checkpoint/eval at the end (on `eval_split` if given;
+  evaluators with a split of their own read its first `evaluator_examples` if given)."""
   config.tiny = True
   config.data.eval_split = eval_split or config.data.eval_split
+  if evaluator_examples:
+    for evaluator in config.evals.values():
+      if 'split' in evaluator:
+        evaluator.split += f'[:{evaluator_examples}]'
   config.num_epochs = None
   config.total_steps = steps * config.steps_per_call
   config.batch_size = batch_size

@@ -44,7 +44,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_every = 1000
   config.checkpoint.every = 1000
   if arg.tiny:
-    common.shrink_for_tiny(config, eval_split='test[:64]')
-    for name in ('greedy', 'beam', 'greedy_unseen'):
-      config.evals[name].split += '[:16]'
+    common.shrink_for_tiny(config, eval_split='test[:64]', evaluator_examples=16)
   return config
